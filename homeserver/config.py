@@ -1,0 +1,239 @@
+"""Configuration: frozen attrs classes loaded from YAML and validated.
+
+Every error names the offending key (`database.engine: must be one of ...`) so a bad
+config fails at start with one useful line. `config.sample.yaml` documents every option.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+import yaml
+
+from homeserver.types import is_valid_server_name
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A bad config value; the message starts with the dotted key path."""
+
+
+class _Section:
+    """Reads typed values out of one mapping, naming the key path in errors."""
+
+    def __init__(self, data: Any, path: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path or 'config'}: must be a mapping")
+        self.data = data
+        self.path = path
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, typ: type[T] | tuple[type, ...], default: Any = attrs.NOTHING) -> T:
+        if name not in self.data or self.data[name] is None:
+            if default is attrs.NOTHING:
+                raise ConfigError(f"{self.key(name)}: is required")
+            return default  # type: ignore[no-any-return]
+        value = self.data[name]
+        # bool is an int in Python; never accept it where a number is expected.
+        types = typ if isinstance(typ, tuple) else (typ,)
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"{self.key(name)}: must be {names}, got {value!r}")
+        return value  # type: ignore[no-any-return]
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise ConfigError(f"{self.key(name)}: must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        value = self.get(name, int, default)
+        if not 0 <= value < 65536:
+            raise ConfigError(f"{self.key(name)}: must be a TCP port (0-65535), got {value}")
+        return value
+
+    def positive(self, name: str, typ: type, default: Any) -> Any:
+        value = self.get(name, typ if typ is not float else (int, float), default)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{self.key(name)}: must be positive, got {value}")
+        return value
+
+    def sub(self, name: str) -> _Section:
+        return _Section(self.data.get(name), self.key(name))
+
+    def path_value(self, name: str, base_dir: str, default: str | None = attrs.NOTHING) -> Any:  # type: ignore[assignment]
+        value = self.get(name, str, default)
+        if value is None:
+            return None
+        return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
+
+
+@attrs.frozen
+class ListenerConfig:
+    bind: str
+    port: int
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
+
+    @classmethod
+    def load(cls, s: _Section, base_dir: str, default_port: int) -> ListenerConfig:
+        cert = s.path_value("tls_cert_path", base_dir, None)
+        key = s.path_value("tls_key_path", base_dir, None)
+        if (cert is None) != (key is None):
+            raise ConfigError(f"{s.key('tls_key_path')}: tls_cert_path and tls_key_path go together")
+        return cls(bind=s.get("bind", str, "127.0.0.1"), port=s.port("port", default_port),
+                   tls_cert_path=cert, tls_key_path=key)
+
+
+@attrs.frozen
+class DatabaseConfig:
+    engine: str
+    path: str | None = None  # sqlite
+    dsn: str | None = None  # postgres
+    pool_size: int = 10
+
+    @classmethod
+    def load(cls, s: _Section, base_dir: str) -> DatabaseConfig:
+        engine = s.choice("engine", ("sqlite", "postgres"), "sqlite")
+        if engine == "sqlite":
+            path = s.get("path", str, "homeserver.db")
+            if path != ":memory:" and not os.path.isabs(path):
+                path = os.path.join(base_dir, path)
+            return cls(engine=engine, path=path)
+        return cls(engine=engine, dsn=s.get("dsn", str), pool_size=s.positive("pool_size", int, 10))
+
+
+@attrs.frozen
+class RateLimit:
+    """A token bucket: `per_second` refill rate, `burst` capacity."""
+
+    per_second: float
+    burst: int
+
+
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    "login": RateLimit(per_second=0.2, burst=5),
+    "register": RateLimit(per_second=0.2, burst=5),
+    "register_available": RateLimit(per_second=1.0, burst=10),
+    "password_change": RateLimit(per_second=0.1, burst=3),
+    "message": RateLimit(per_second=10.0, burst=50),
+    "default": RateLimit(per_second=20.0, burst=100),
+}
+
+
+def _load_rate_limits(s: _Section) -> dict[str, RateLimit]:
+    limits = dict(DEFAULT_RATE_LIMITS)
+    for action in s.data:
+        if not isinstance(action, str):
+            raise ConfigError(f"{s.key(str(action))}: rate limit names must be strings")
+        sub = s.sub(action)
+        limits[action] = RateLimit(per_second=float(sub.positive("per_second", float, 1.0)),
+                                   burst=sub.positive("burst", int, 10))
+    return limits
+
+
+@attrs.frozen
+class RegistrationConfig:
+    policy: str  # disabled | token | open
+    # Tokens accepted by m.login.registration_token, in addition to any in the database.
+    tokens: tuple[str, ...] = ()
+    guest_access: bool = False
+    password_min_length: int = 8
+    # Shared secret for the admin registration API and the register-user CLI.
+    shared_secret: str | None = None
+
+    @classmethod
+    def load(cls, s: _Section) -> RegistrationConfig:
+        tokens = s.get("tokens", list, [])
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str) or not t:
+                raise ConfigError(f"{s.key('tokens')}[{i}]: must be a non-empty string")
+        policy = s.choice("policy", ("disabled", "token", "open"), "disabled")
+        return cls(policy=policy, tokens=tuple(tokens), guest_access=s.get("guest_access", bool, False),
+                   password_min_length=s.get("password_min_length", int, 8),
+                   shared_secret=s.get("shared_secret", str, None))
+
+
+@attrs.frozen
+class AuthConfig:
+    # Lifetime of access tokens issued with a refresh token (spec: refresh tokens, v1.3).
+    access_token_lifetime_ms: int = 5 * 60 * 1000
+    # UIAA sessions are forgotten after this long.
+    uiaa_session_lifetime_ms: int = 15 * 60 * 1000
+
+    @classmethod
+    def load(cls, s: _Section) -> AuthConfig:
+        return cls(access_token_lifetime_ms=s.positive("access_token_lifetime_ms", int, 5 * 60 * 1000),
+                   uiaa_session_lifetime_ms=s.positive("uiaa_session_lifetime_ms", int, 15 * 60 * 1000))
+
+
+@attrs.frozen
+class Config:
+    server_name: str
+    public_baseurl: str
+    signing_key_path: str
+    client_listener: ListenerConfig
+    federation_listener: ListenerConfig | None
+    database: DatabaseConfig
+    registration: RegistrationConfig
+    auth: AuthConfig
+    rate_limits: dict[str, RateLimit]
+    max_request_body_bytes: int
+    serve_server_wellknown: bool
+    log_level: str
+    config_dir: str
+
+    @classmethod
+    def from_dict(cls, data: Any, config_dir: str) -> Config:
+        s = _Section(data, "")
+        server_name = s.get("server_name", str)
+        if not is_valid_server_name(server_name):
+            raise ConfigError(f"server_name: not a valid Matrix server name: {server_name!r}")
+        client = ListenerConfig.load(s.sub("listeners").sub("client"), config_dir, 8008)
+        fed_section = s.sub("listeners").sub("federation")
+        federation = None
+        if fed_section.data.get("enabled", True) is not False:
+            federation = ListenerConfig.load(fed_section, config_dir, 8448)
+        default_base = f"http://{'localhost' if client.bind in ('127.0.0.1', '0.0.0.0', '::') else client.bind}:{client.port}/"
+        public_baseurl = s.get("public_baseurl", str, default_base)
+        if not public_baseurl.startswith(("http://", "https://")):
+            raise ConfigError(f"public_baseurl: must be an http(s) URL, got {public_baseurl!r}")
+        return cls(
+            server_name=server_name,
+            public_baseurl=public_baseurl.rstrip("/") + "/",
+            signing_key_path=s.path_value("signing_key_path", config_dir),
+            client_listener=client,
+            federation_listener=federation,
+            database=DatabaseConfig.load(s.sub("database"), config_dir),
+            registration=RegistrationConfig.load(s.sub("registration")),
+            auth=AuthConfig.load(s.sub("auth")),
+            rate_limits=_load_rate_limits(s.sub("rate_limits")),
+            max_request_body_bytes=s.positive("max_request_body_bytes", int, 1024 * 1024),
+            serve_server_wellknown=s.get("serve_server_wellknown", bool, True),
+            log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            config_dir=config_dir,
+        )
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a YAML config file; raises ConfigError with a one-line reason."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    config = Config.from_dict(data, os.path.dirname(os.path.abspath(path)))
+    if not os.path.exists(config.signing_key_path):
+        raise ConfigError(f"signing_key_path: file not found: {config.signing_key_path}")
+    return config

@@ -1,0 +1,165 @@
+"""Canonical JSON and the PDU format checks that apply before any signature work.
+
+Spec: https://spec.matrix.org/v1.19/appendices/#canonical-json (encoding),
+https://spec.matrix.org/v1.19/client-server-api/#size-limits (size limits) and the
+per-version event formats at https://spec.matrix.org/v1.19/rooms/ .
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import canonicaljson
+
+from homeserver.events.room_versions import RoomVersion
+
+# Spec: "The complete event MUST NOT be larger than 65536 bytes", measured on the
+# federation format, signatures included, as canonical JSON.
+MAX_PDU_SIZE = 65536
+# Identifiers and the `type`/`state_key` keys are each limited to 255 bytes of UTF-8.
+MAX_KEY_BYTES = 255
+_LIMITED_KEYS = ("sender", "room_id", "state_key", "type", "event_id")
+# Canonical JSON numbers must fit an IEEE double exactly.
+CANONICALJSON_MAX_INT = 2**53 - 1
+CANONICALJSON_MIN_INT = -CANONICALJSON_MAX_INT
+# The PDU schemas bound the DAG fan-out of a single event.
+MAX_PREV_EVENTS = 20
+MAX_AUTH_EVENTS = 10
+
+
+def encode_canonical_json(obj: Any) -> bytes:
+    """Shortest UTF-8 JSON with sorted keys (appendices#canonical-json).
+
+    Raises ValueError for NaN/Infinity, which JSON cannot express. Floats are encoded
+    as given: events in rooms v1–5 may carry them and their hashes were computed so.
+    """
+    return canonicaljson.encode_canonical_json(obj)
+
+
+class EventFormatError(ValueError):
+    """A PDU that does not match its room version's event format.
+
+    `errcode` is what a client-facing endpoint answers with; federation drops the event.
+    """
+
+    def __init__(self, message: str, errcode: str = "M_BAD_JSON"):
+        super().__init__(message)
+        self.errcode = errcode
+
+
+def check_event_format(pdu_json: dict[str, Any], room_version: RoomVersion) -> None:
+    """Reject a PDU that breaks its version's format, number or size rules.
+
+    Spec: https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu
+    (step 1) and https://spec.matrix.org/v1.19/client-server-api/#size-limits .
+    """
+    if not isinstance(pdu_json, dict):
+        raise EventFormatError("event is not a JSON object")
+    if room_version.strict_canonicaljson:
+        _check_strict_numbers(pdu_json)
+    _check_required_keys(pdu_json, room_version)
+    _check_event_refs(pdu_json, room_version)
+    _check_key_lengths(pdu_json)
+    _check_total_size(pdu_json)
+
+
+def _check_strict_numbers(value: Any) -> None:
+    # Iterative walk: a hostile event may nest deeply enough to exhaust recursion.
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, bool):
+            continue
+        elif isinstance(v, int):
+            if not CANONICALJSON_MIN_INT <= v <= CANONICALJSON_MAX_INT:
+                raise EventFormatError(f"integer out of canonical JSON range: {v}")
+        elif isinstance(v, float):
+            what = "non-finite number" if not math.isfinite(v) else "float"
+            raise EventFormatError(f"{what} not allowed in this room version: {v!r}")
+
+
+def _is_int(v: Any) -> bool:
+    # bool is an int subclass in Python but `true` is not a JSON number.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _require(pdu_json: dict[str, Any], key: str, kind: type, kind_name: str) -> None:
+    if key not in pdu_json:
+        raise EventFormatError(f"missing required key {key!r}")
+    v = pdu_json[key]
+    ok = _is_int(v) if kind is int else isinstance(v, kind)
+    if not ok:
+        raise EventFormatError(f"{key!r} must be {kind_name}")
+
+
+def _check_required_keys(pdu_json: dict[str, Any], room_version: RoomVersion) -> None:
+    _require(pdu_json, "type", str, "a string")
+    _require(pdu_json, "sender", str, "a string")
+    _require(pdu_json, "content", dict, "an object")
+    _require(pdu_json, "depth", int, "an integer")
+    _require(pdu_json, "origin_server_ts", int, "an integer")
+    _require(pdu_json, "hashes", dict, "an object")
+    _require(pdu_json, "prev_events", list, "an array")
+    _require(pdu_json, "auth_events", list, "an array")
+    # v12: the create event has no room ID (its ID *is* the room ID); the auth rules,
+    # not the format check, reject a create event that carries one.
+    v12_create = room_version.room_id_from_create_event and pdu_json["type"] == "m.room.create"
+    if not v12_create or "room_id" in pdu_json:
+        _require(pdu_json, "room_id", str, "a string")
+    if room_version.legacy_event_format:
+        _require(pdu_json, "event_id", str, "a string")
+    if pdu_json["depth"] < 0:
+        raise EventFormatError("'depth' must not be negative")
+    for key, kind_name, kind in (
+        ("state_key", "a string", str),
+        ("signatures", "an object", dict),
+        ("unsigned", "an object", dict),
+        ("redacts", "a string", str),
+    ):
+        if key in pdu_json and not isinstance(pdu_json[key], kind):
+            raise EventFormatError(f"{key!r} must be {kind_name}")
+    sha256 = pdu_json["hashes"].get("sha256")
+    if sha256 is not None and not isinstance(sha256, str):
+        raise EventFormatError("'hashes.sha256' must be a string")
+
+
+def _check_event_refs(pdu_json: dict[str, Any], room_version: RoomVersion) -> None:
+    for key, limit in (("prev_events", MAX_PREV_EVENTS), ("auth_events", MAX_AUTH_EVENTS)):
+        refs = pdu_json[key]
+        if len(refs) > limit:
+            raise EventFormatError(f"too many {key}: {len(refs)} > {limit}")
+        for ref in refs:
+            if room_version.legacy_event_format:
+                # v1–2: `[event_id, {"sha256": ...}]`; some servers send `{}` for events
+                # whose hash they did not know, so the hash object's keys are not checked.
+                ok = (
+                    isinstance(ref, list)
+                    and len(ref) == 2
+                    and isinstance(ref[0], str)
+                    and isinstance(ref[1], dict)
+                )
+            else:
+                ok = isinstance(ref, str)
+            if not ok:
+                raise EventFormatError(f"malformed entry in {key}: {ref!r}")
+
+
+def _check_key_lengths(pdu_json: dict[str, Any]) -> None:
+    for key in _LIMITED_KEYS:
+        v = pdu_json.get(key)
+        if isinstance(v, str) and len(v.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            raise EventFormatError(f"{key!r} exceeds {MAX_KEY_BYTES} bytes", "M_TOO_LARGE")
+
+
+def _check_total_size(pdu_json: dict[str, Any]) -> None:
+    try:
+        size = len(encode_canonical_json(pdu_json))
+    except (ValueError, TypeError) as e:
+        raise EventFormatError(f"event is not valid JSON: {e}") from e
+    if size > MAX_PDU_SIZE:
+        raise EventFormatError(f"event is {size} bytes, over {MAX_PDU_SIZE}", "M_TOO_LARGE")

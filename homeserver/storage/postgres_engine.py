@@ -1,0 +1,71 @@
+"""PostgreSQL engine on an asyncpg pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from homeserver.storage.database import Connection, Database, Row
+
+
+class PostgresConnection(Connection):
+    def __init__(self, conn: asyncpg.Connection):
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status = await self._conn.execute(sql, *args)
+        # asyncpg returns the command tag, e.g. "UPDATE 3" or "INSERT 0 1".
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self._conn.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        return await self._conn.fetchrow(sql, *args)  # type: ignore[no-any-return]
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._conn.fetchval(sql, *args)
+
+    async def execute_script(self, script: str) -> None:
+        # Without arguments asyncpg uses the simple query protocol: many statements at once.
+        await self._conn.execute(script)
+
+    async def advisory_lock(self, key: int) -> None:
+        """Held until the surrounding transaction ends (serialises e.g. migrations)."""
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+
+
+class PostgresDatabase(Database):
+    engine = "postgres"
+
+    def __init__(self, dsn: str, pool_size: int = 10):
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresConnection]:
+        assert self._pool is not None, "database not opened"
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PostgresConnection(conn)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[PostgresConnection]:
+        assert self._pool is not None, "database not opened"
+        async with self._pool.acquire() as conn:
+            yield PostgresConnection(conn)

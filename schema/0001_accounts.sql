@@ -1,0 +1,2 @@
+-- Placeholder replaced by the accounts schema.
+CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY);
