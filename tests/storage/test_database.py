@@ -78,3 +78,14 @@ def test_split_script_keeps_triggers_whole() -> None:
     statements = split_sql_script(script)
     assert len(statements) == 2
     assert statements[1].startswith("-- a comment") or "CREATE TRIGGER" in statements[1]
+
+
+async def test_stream_positions_increase_per_stream(database: Database) -> None:
+    from homeserver.storage import streams
+
+    assert await streams.current_position(database, "events") == 0
+    async with database.transaction() as conn:
+        assert await streams.next_position(conn, "events") == 1
+        assert await streams.next_position(conn, "events") == 2
+        assert await streams.next_position(conn, "account_data") == 1
+    assert await streams.all_positions(database) == {"events": 2, "account_data": 1}
