@@ -68,18 +68,27 @@ def access_token_from(request: web.Request) -> str | None:
 
 
 @web.middleware
-async def matrix_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """CORS, request IDs and error mapping for every request, routed or not."""
-    token = request_id.set(f"{request.method}-{secrets.token_hex(4)}")
-    try:
-        if request.method == "OPTIONS":
-            response: web.StreamResponse = web.Response(status=204)
-        else:
-            response = await _dispatch(request, handler)
-    finally:
-        request_id.reset(token)
+async def cors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """CORS for every client API response; preflight requests are answered here."""
+    if request.method == "OPTIONS":
+        response: web.StreamResponse = web.Response(status=204)
+    else:
+        response = await handler(request)
     response.headers.update(CORS_HEADERS)
     return response
+
+
+@web.middleware
+async def matrix_error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Request IDs and the Matrix error format for every request, routed or not.
+
+    Shared by the client and federation listeners: both speak the same error format.
+    """
+    token = request_id.set(f"{request.method}-{secrets.token_hex(4)}")
+    try:
+        return await _dispatch(request, handler)
+    finally:
+        request_id.reset(token)
 
 
 async def _dispatch(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -125,7 +134,8 @@ class Registrar:
                 key = requester.user_id if requester else (http.remote or "unknown")
                 self._limiter.check(endpoint.rate_limit, key)
             body: dict[str, Any] = {}
-            if endpoint.json_body and http.method in ("POST", "PUT"):
+            # DELETE too: e.g. DELETE /devices/{deviceId} carries the UIAA `auth` body.
+            if endpoint.json_body and http.method in ("POST", "PUT", "DELETE"):
                 body = parse_json_object(await self._read_body(http))
             result = await endpoint.handler(ClientRequest(http, requester, http.match_info, body))
             if isinstance(result, JsonResponse):
@@ -164,4 +174,6 @@ class Registrar:
 def create_app(max_body_bytes: int) -> web.Application:
     # aiohttp's own cap is set a little above ours so that our handler produces the
     # Matrix error (M_TOO_LARGE) for most oversized bodies.
-    return web.Application(middlewares=[matrix_middleware], client_max_size=max_body_bytes + 1024)
+    # CORS is outermost so that error responses carry its headers too.
+    return web.Application(middlewares=[cors_middleware, matrix_error_middleware],
+                           client_max_size=max_body_bytes + 1024)

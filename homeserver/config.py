@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import yaml
 
+from homeserver.signing_key import load_signing_key
 from homeserver.types import is_valid_server_name
 
 T = TypeVar("T")
@@ -47,7 +48,7 @@ class _Section:
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
             raise ConfigError(f"{self.key(name)}: must be {names}, got {value!r}")
-        return value  # type: ignore[no-any-return]
+        return cast(T, value)
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         value = self.get(name, str, default)
@@ -62,7 +63,7 @@ class _Section:
         return value
 
     def positive(self, name: str, typ: type, default: Any) -> Any:
-        value = self.get(name, typ if typ is not float else (int, float), default)
+        value: Any = self.get(name, typ if typ is not float else (int, float), default)
         if value is not None and value <= 0:
             raise ConfigError(f"{self.key(name)}: must be positive, got {value}")
         return value
@@ -136,8 +137,10 @@ def _load_rate_limits(s: _Section) -> dict[str, RateLimit]:
         if not isinstance(action, str):
             raise ConfigError(f"{s.key(str(action))}: rate limit names must be strings")
         sub = s.sub(action)
-        limits[action] = RateLimit(per_second=float(sub.positive("per_second", float, 1.0)),
-                                   burst=sub.positive("burst", int, 10))
+        # A partial entry keeps the action's own default for the other field.
+        base = limits.get(action) or limits["default"]
+        limits[action] = RateLimit(per_second=float(sub.positive("per_second", float, base.per_second)),
+                                   burst=sub.positive("burst", int, base.burst))
     return limits
 
 
@@ -169,11 +172,24 @@ class AuthConfig:
     access_token_lifetime_ms: int = 5 * 60 * 1000
     # UIAA sessions are forgotten after this long.
     uiaa_session_lifetime_ms: int = 15 * 60 * 1000
+    # argon2id cost parameters for new password hashes (existing hashes are upgraded at
+    # the next successful login). Lower them only on very small machines, or in tests.
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+    password_hash_parallelism: int = 4
 
     @classmethod
     def load(cls, s: _Section) -> AuthConfig:
+        memory = s.positive("password_hash_memory_kib", int, 65536)
+        parallelism = s.positive("password_hash_parallelism", int, 4)
+        if memory < 8 * parallelism:
+            # argon2 needs at least 8 KiB per lane.
+            raise ConfigError(f"{s.key('password_hash_memory_kib')}: must be at least 8 per "
+                              f"unit of password_hash_parallelism, got {memory}")
         return cls(access_token_lifetime_ms=s.positive("access_token_lifetime_ms", int, 5 * 60 * 1000),
-                   uiaa_session_lifetime_ms=s.positive("uiaa_session_lifetime_ms", int, 15 * 60 * 1000))
+                   uiaa_session_lifetime_ms=s.positive("uiaa_session_lifetime_ms", int, 15 * 60 * 1000),
+                   password_hash_time_cost=s.positive("password_hash_time_cost", int, 3),
+                   password_hash_memory_kib=memory, password_hash_parallelism=parallelism)
 
 
 @attrs.frozen
@@ -236,4 +252,8 @@ def load_config(path: str) -> Config:
     config = Config.from_dict(data, os.path.dirname(os.path.abspath(path)))
     if not os.path.exists(config.signing_key_path):
         raise ConfigError(f"signing_key_path: file not found: {config.signing_key_path}")
+    try:
+        load_signing_key(config.signing_key_path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"signing_key_path: not a usable signing key file: {e}") from None
     return config

@@ -138,6 +138,24 @@ class Unauthorized(MatrixError):
     status = 403
 
 
+class ServerManagedType(MatrixError):
+    """Account data types the server manages (m.fully_read, m.push_rules): the spec
+    answers writes to them with 405 and M_BAD_JSON."""
+
+    errcode = "M_BAD_JSON"
+    status = 405
+
+
+class ProfileTooLarge(MatrixError):
+    errcode = "M_PROFILE_TOO_LARGE"
+    status = 400
+
+
+class KeyTooLarge(MatrixError):
+    errcode = "M_KEY_TOO_LARGE"
+    status = 400
+
+
 class UnsupportedRoomVersion(MatrixError):
     errcode = "M_UNSUPPORTED_ROOM_VERSION"
     status = 400
@@ -163,3 +181,24 @@ class InteractiveAuthRequired(MatrixError):
 
     def to_json(self) -> dict[str, Any]:
         return self.body
+
+
+class RoomInUse(MatrixError):
+    """createRoom: the requested alias is taken."""
+
+    errcode = "M_ROOM_IN_USE"
+    status = 400
+
+
+class BadAlias(MatrixError):
+    """m.room.canonical_alias names an alias that does not point at the room."""
+
+    errcode = "M_BAD_ALIAS"
+    status = 400
+
+
+class Conflict(MatrixError):
+    """PUT /directory/room/{alias}: the alias exists (spec: 409 with M_UNKNOWN)."""
+
+    errcode = "M_UNKNOWN"
+    status = 409

@@ -228,3 +228,58 @@ def synapse_power_closure_differs(
 def _auth_ids(event: dict[str, Any]) -> list[str]:
     refs = event.get("auth_events", [])
     return [r[0] if isinstance(r, list) else r for r in refs]
+
+
+def v1_member_conflicts_interact(
+    state_sets: list[dict[tuple[str, str], str]],
+    events: dict[str, dict[str, Any]],
+    differing_keys: set[tuple[str, str]],
+) -> bool:
+    """D8 (spec ambiguity, room v1 only): several conflicted m.room.member keys whose
+    auth checks depend on each other.
+
+    rooms/v1#state-resolution resolves conflicts "between m.room.member events" by
+    "repeat[ing] the above process", updating R with each allowed event, but never says
+    in which order the member keys are taken, so the result may depend on that order. We
+    take them in sorted order, updating R as we go; Synapse checks every member conflict
+    against R as it stood before the member pass (synapse/state/v1.py
+    `_resolve_state_events`). They differ only when one conflicted member event's auth
+    check reads another conflicted member key (e.g. a kick by a user whose own
+    membership is conflicted).
+    """
+    if not differing_keys or any(k[0] != "m.room.member" for k in differing_keys):
+        return False
+    conflicted: dict[tuple[str, str], set[str]] = {}
+    for key in set().union(*state_sets):
+        ids = {s[key] for s in state_sets if key in s}
+        if len(ids) > 1 and key[0] == "m.room.member":
+            conflicted[key] = ids
+    for key, ids in conflicted.items():
+        for eid in ids:
+            event = events.get(eid)
+            if event is None:
+                continue
+            reads = {("m.room.member", event.get("sender")), ("m.room.member", event.get("state_key"))}
+            if any(k in conflicted for k in reads - {key}):
+                return True
+    return False
+
+
+# --- Known bugs on OUR side, awaiting a fix (remove with the fix; the strict xfail in
+# test_redaction.py fails as soon as the fix lands, as a reminder) ---------------------
+
+
+def bug_r1_third_party_invite_without_signed(room_version: str, event: dict[str, Any]) -> bool:
+    """BUG-R1: from room v11 our redaction drops a member event's `third_party_invite`
+    object when it has no `signed` key; Synapse keeps it as `{}` (rooms/v11#redactions:
+    "it allows the `signed` key of the `third_party_invite` key"). The reference hash,
+    hence the event ID, of such an event (e.g. a join carrying `third_party_invite: {}`,
+    which the auth rules allow) then differs from every Synapse's."""
+    content = event.get("content")
+    return (
+        int(room_version) >= 11
+        and event.get("type") == "m.room.member"
+        and isinstance(content, dict)
+        and isinstance(content.get("third_party_invite"), dict)
+        and "signed" not in content["third_party_invite"]
+    )

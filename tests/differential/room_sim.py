@@ -30,6 +30,7 @@ from tests.differential.deviations import (
     synapse_auth_crash_expected,
     synapse_power_closure_differs,
     synapse_stricter_auth,
+    v1_member_conflicts_interact,
 )
 from tests.differential.oracle import SynapseOracle
 
@@ -196,14 +197,11 @@ class RoomSim:
         )
         theirs = {(t, k): e for t, k, e in theirs_list}
         self.resolutions += 1
-        if ours != theirs and synapse_power_closure_differs(
-            self.rv.identifier,
-            list(state_sets),
-            {eid: e.get_json() for eid, e in self.events.items()},
-        ):
-            self.deviations["D7"] += 1  # known Synapse deviation: keep our (spec) answer
-            return ours
         if ours != theirs:
+            deviation = self._resolution_deviation(state_sets, ours, theirs)
+            if deviation is not None:
+                self.deviations[deviation] += 1  # documented: keep our (spec) answer
+                return ours
             diff = {
                 f"{k[0]}|{k[1]}": {"ours": ours.get(k), "synapse": theirs.get(k)}
                 for k in sorted(set(ours) | set(theirs))
@@ -219,6 +217,18 @@ class RoomSim:
                 )
             )
         return ours
+
+    def _resolution_deviation(
+        self, state_sets: Sequence[StateMap], ours: StateMap, theirs: StateMap
+    ) -> str | None:
+        events = {eid: e.get_json() for eid, e in self.events.items()}
+        sets = list(state_sets)
+        if synapse_power_closure_differs(self.rv.identifier, sets, events):
+            return "D7"
+        differing = {k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
+        if self.rv.identifier == "1" and v1_member_conflicts_interact(sets, events, differing):
+            return "D8"
+        return None
 
     def state_before(self, parents: Sequence[Node]) -> StateMap:
         if len(parents) == 1:

@@ -9,21 +9,26 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from tests.differential.deviations import strip_synapse_unsigned, synapse_redaction_expected
-from tests.differential.oracle import SynapseOracle
-from tests.differential.strategies import ROOM_VERSIONS, redactable_events
-
-SETTINGS = settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+from tests.differential.deviations import (
+    bug_r1_third_party_invite_without_signed,
+    strip_synapse_unsigned,
+    synapse_redaction_expected,
 )
+from tests.differential.oracle import SynapseOracle
+from tests.differential.strategies import (
+    ROOM_VERSIONS,
+    differential_settings,
+    redactable_events,
+)
+
+SETTINGS = differential_settings(400)
 
 
 @SETTINGS
@@ -31,6 +36,7 @@ SETTINGS = settings(
 def test_redaction_matches_synapse(
     synapse_oracle: SynapseOracle, room_version: str, event: dict[str, Any]
 ) -> None:
+    assume(not bug_r1_third_party_invite_without_signed(room_version, event))
     original = copy.deepcopy(event)
     ours = redact(event, KNOWN_ROOM_VERSIONS[room_version])
     assert event == original, "redact() mutated its input"
@@ -45,6 +51,7 @@ def test_event_id_matches_synapse(
     synapse_oracle: SynapseOracle, room_version: str, event: dict[str, Any]
 ) -> None:
     """v3+ event IDs are the reference hash of the redacted event."""
+    assume(not bug_r1_third_party_invite_without_signed(room_version, event))
     event.pop("unsigned", None)  # Synapse's event model re-derives unsigned
     if room_version == "12" and event["type"] == "m.room.create":
         # A v12 create event is the state event with no room_id (D1 covers the rest).
@@ -53,3 +60,30 @@ def test_event_id_matches_synapse(
     ours = compute_event_id(event, KNOWN_ROOM_VERSIONS[room_version])
     theirs = synapse_oracle.call("event_id", room_version=room_version, event=event)
     assert ours == theirs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (reported to the lead): v11+ redaction drops a third_party_invite without "
+    "`signed`; Synapse keeps it as {}, so such events get different event IDs",
+)
+def test_v11_member_third_party_invite_without_signed(synapse_oracle: SynapseOracle) -> None:
+    event = {
+        "type": "m.room.member",
+        "room_id": "!room:a.example",
+        "sender": "@alice:a.example",
+        "state_key": "@alice:a.example",
+        "content": {"membership": "join", "third_party_invite": {"display_name": "x"}},
+        "depth": 3,
+        "origin_server_ts": 1,
+        "prev_events": [],
+        "auth_events": [],
+        "hashes": {"sha256": "AAAA"},
+        "signatures": {},
+    }
+    theirs = synapse_oracle.call("redact", room_version="11", event=event)
+    assert theirs["content"] == {"membership": "join", "third_party_invite": {}}
+    assert redact(event, KNOWN_ROOM_VERSIONS["11"]) == theirs
+    assert compute_event_id(event, KNOWN_ROOM_VERSIONS["11"]) == synapse_oracle.call(
+        "event_id", room_version="11", event=event
+    )

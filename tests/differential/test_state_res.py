@@ -9,20 +9,22 @@ v2.1: rooms/v12).
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.differential.dag_actions import Script, play, scripts
+from tests.differential.dag_actions import play, scripts
 from tests.differential.oracle import SynapseOracle
 from tests.differential.room_sim import RoomSim
-from tests.differential.strategies import ROOM_VERSIONS
+from tests.differential.strategies import ROOM_VERSIONS, differential_settings
 
 
-@settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(script=scripts(ROOM_VERSIONS, max_actions=40, merge_probability=0.35))
-def test_state_resolution_matches_synapse(synapse_oracle: SynapseOracle, script: Script) -> None:
+@pytest.mark.parametrize("room_version", ROOM_VERSIONS)
+@differential_settings(35)
+@given(data=st.data())
+def test_state_resolution_matches_synapse(
+    synapse_oracle: SynapseOracle, room_version: str, data: st.DataObject
+) -> None:
+    script = data.draw(scripts([room_version], max_actions=60, merge_probability=0.35))
     sim = RoomSim(script.room_version, synapse_oracle)
     play(sim, script)

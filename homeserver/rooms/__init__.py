@@ -1,0 +1,1 @@
+"""The room service: creation, membership, sending, and the one persistence path."""

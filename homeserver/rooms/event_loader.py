@@ -1,0 +1,66 @@
+"""Loading stored events in client format for one requester: redactions applied, the
+sender's transaction IDs and the replaced state's content added. Shared by the room
+endpoints and sync."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from homeserver.clock import Clock
+from homeserver.events.pdu import Pdu
+from homeserver.rooms.client_format import JsonDict, format_client_event
+from homeserver.rooms.stores import RoomStores
+from homeserver.state.auth_context import server_of
+from homeserver.storage.database import Connection
+from homeserver.storage.events import StoredEvent
+
+
+class ClientEventLoader:
+    def __init__(self, stores: RoomStores, clock: Clock):
+        self._stores = stores
+        self._clock = clock
+
+    async def format(self, conn: Connection, events: Sequence[StoredEvent], *, user_id: str,
+                     device_id: str | None, include_room_id: bool = True) -> list[JsonDict]:
+        """The events in client format, in the given order."""
+        if not events:
+            return []
+        redacted_by = await self.applied_redactions(conn, [e.pdu for e in events])
+        own = [e.event_id for e in events if e.pdu.sender == user_id]
+        txn_ids = await self._stores.txn_ids.for_events(conn, user_id, device_id, own) if own else {}
+        replaced_ids = [e.replaces_state for e in events if e.replaces_state]
+        replaced = await self._stores.events.get_pdus(conn, replaced_ids) if replaced_ids else {}
+        replaced_redactions = await self.applied_redactions(conn, list(replaced.values()))
+        now = self._clock.time_ms()
+        out = []
+        for e in events:
+            prev_content = None
+            if e.replaces_state in replaced:
+                prev = replaced[e.replaces_state]
+                prev_content = (format_client_event(prev, now_ms=now, redacted_by=replaced_redactions.get(prev.event_id))["content"])
+            out.append(format_client_event(
+                e.pdu, now_ms=now, redacted_by=redacted_by.get(e.event_id),
+                transaction_id=txn_ids.get(e.event_id), replaces_state=e.replaces_state,
+                prev_content=prev_content, include_room_id=include_room_id))
+        return out
+
+    async def applied_redactions(self, conn: Connection, pdus: Sequence[Pdu]) -> dict[str, Pdu]:
+        """`event_id -> redaction` for the events a redaction applies to.
+
+        A redaction applies when its sender had the redact level, or comes from the
+        redacted event's server (spec: rooms v3+ "Handling redactions")."""
+        by_target = await self._stores.events.redactions_of(conn, [p.event_id for p in pdus])
+        if not by_target:
+            return {}
+        redaction_pdus = await self._stores.events.get_pdus(
+            conn, [r.redaction_id for rs in by_target.values() for r in rs])
+        applied: dict[str, Pdu] = {}
+        for pdu in pdus:
+            for r in by_target.get(pdu.event_id, []):
+                redaction = redaction_pdus.get(r.redaction_id)
+                if redaction is None:
+                    continue
+                if r.validated or server_of(redaction.sender) == server_of(pdu.sender):
+                    applied[pdu.event_id] = redaction
+                    break
+        return applied

@@ -1,0 +1,274 @@
+"""The one persistence path for room events (ARCHITECTURE.md, "The event pipeline").
+
+Local events are built, checked and persisted inside one database transaction under the
+room's lock, so the forward extremities and state they build on cannot move underneath
+them: in-process by an asyncio lock per room, across processes by a PostgreSQL advisory
+lock taken first thing in the transaction. After commit the `on_event_persisted`
+callbacks run (notifier, push, federation queue), in registration order.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+from signedjson.types import SigningKey
+
+from homeserver.clock import Clock
+from homeserver.errors import BadJson, Forbidden, NotFound, TooLarge
+from homeserver.events.builder import build_event
+from homeserver.events.canonical_json import EventFormatError, check_event_format
+from homeserver.events.pdu import Pdu
+from homeserver.events.room_versions import RoomVersion, get_room_version
+from homeserver.rooms.locks import RoomLocks
+from homeserver.rooms.room_state import (
+    StateBefore,
+    read_entries,
+    read_entry,
+    resolve_snapshots,
+    state_after_events,
+)
+from homeserver.rooms.stores import RoomStores
+from homeserver.state.auth_events import auth_types_for_event, select_auth_event_ids
+from homeserver.state.auth_rules import AuthError, check_auth_rules
+from homeserver.state.power_levels import get_named_level, get_user_power_level
+from homeserver.storage import streams
+from homeserver.storage.database import Connection, Database
+from homeserver.storage.rooms import RoomRow
+from homeserver.storage.state import diff_states
+
+logger = logging.getLogger(__name__)
+
+CREATE_KEY = ("m.room.create", "")
+POWER_LEVELS_KEY = ("m.room.power_levels", "")
+# Bound on prev_events of a local event (the PDU format allows 20; fewer keeps events small
+# while still merging forks quickly).
+MAX_PREV_EVENTS = 10
+EVENTS_STREAM = "events"
+_ROOM_ID_ALPHABET = string.ascii_letters
+
+
+@attrs.frozen
+class TxnKey:
+    """A client transaction ID and its scope (the user's device)."""
+
+    user_id: str
+    device_id: str | None
+    txn_id: str
+
+
+@attrs.frozen
+class PersistedEvent:
+    pdu: Pdu
+    stream_ordering: int
+    # True when an earlier request with the same transaction ID created the event.
+    deduplicated: bool = False
+
+    @property
+    def event_id(self) -> str:
+        return self.pdu.event_id
+
+    @property
+    def room_id(self) -> str:
+        return self.pdu.room_id
+
+
+EventCallback = Callable[[PersistedEvent], Awaitable[None]]
+
+
+def format_error(e: EventFormatError) -> BadJson | TooLarge:
+    return TooLarge(str(e)) if e.errcode == "M_TOO_LARGE" else BadJson(str(e))
+
+
+class EventPersister:
+    def __init__(self, db: Database, stores: RoomStores, *, server_name: str,
+                 signing_key: SigningKey, clock: Clock,
+                 on_event_persisted: list[EventCallback] | None = None):
+        self._db = db
+        self._stores = stores
+        self._server_name = server_name
+        self._signing_key = signing_key
+        self._clock = clock
+        self._locks = RoomLocks()
+        # Run after each commit; the sync notifier, push and federation append here.
+        self.on_event_persisted: list[EventCallback] = on_event_persisted if on_event_persisted is not None else []
+
+    async def create_room(self, *, room_version: RoomVersion, sender: str,
+                          content: Mapping[str, Any], is_public: bool = False) -> PersistedEvent:
+        """Persist a new room's m.room.create event (and the `rooms` row)."""
+        fields: dict[str, Any] = {"type": "m.room.create", "sender": sender,
+                                  "content": dict(content), "state_key": ""}
+        if not room_version.room_id_from_create_event:
+            localpart = "".join(secrets.choice(_ROOM_ID_ALPHABET) for _ in range(18))
+            fields["room_id"] = f"!{localpart}:{self._server_name}"
+        pdu = self._build(room_version, fields, [], [], {})
+        try:
+            check_auth_rules(pdu, {})
+        except AuthError as e:
+            raise BadJson(f"Invalid m.room.create content: {e}") from None
+        async with self._locks.hold(pdu.room_id), self._db.transaction() as conn:
+            await self._stores.events.lock_room(conn, pdu.room_id)
+            await self._stores.rooms.insert(conn, pdu.room_id, room_version.identifier, sender,
+                                            self._clock.time_ms(), is_public)
+            empty = await self._stores.state.create_snapshot(conn, pdu.room_id, None, {})
+            before = StateBefore(pdu.room_id, empty, False, ())
+            persisted = await self._persist(conn, pdu, before, None)
+        await self._notify(persisted)
+        return persisted
+
+    async def send(self, fields: Mapping[str, Any], *, txn: TxnKey | None = None) -> PersistedEvent:
+        """Build, auth-check and persist a local event (`type`, `sender`, `room_id`,
+        `content`, optional `state_key` and `redacts`). Raises Forbidden when the auth
+        rules reject it, NotFound for an unknown room, BadJson/TooLarge for its format."""
+        room_id = fields["room_id"]
+        async with self._locks.hold(room_id):
+            async with self._db.transaction() as conn:
+                await self._stores.events.lock_room(conn, room_id)
+                if txn is not None:
+                    earlier = await self._by_txn(conn, txn)
+                    if earlier is not None:
+                        return earlier
+                persisted = await self._build_and_persist(conn, fields, txn)
+        await self._notify(persisted)
+        return persisted
+
+    async def _build_and_persist(self, conn: Connection, fields: Mapping[str, Any],
+                                 txn: TxnKey | None) -> PersistedEvent:
+        room = await self._stores.rooms.get(conn, fields["room_id"])
+        if room is None:
+            raise NotFound("Unknown room")
+        room_version = get_room_version(room.room_version)
+        assert room_version is not None
+        before = await self._state_before_local(conn, room, room_version)
+        wanted = auth_types_for_event(room_version, fields["type"], fields["sender"],
+                                      fields.get("state_key"), fields.get("content") or {})
+        state_ids = await read_entries(conn, self._stores, before, [*wanted, CREATE_KEY])
+        auth_ids = select_auth_event_ids(room_version, fields, state_ids)
+        create_id = state_ids.get(CREATE_KEY)
+        pdus = await self._stores.events.get_pdus(
+            conn, [*auth_ids, *before.prev_event_ids, *([create_id] if create_id else [])])
+        prev = [pdus[p] for p in before.prev_event_ids if p in pdus]
+        pdu = self._build(room_version, fields, prev, auth_ids, pdus)
+        auth_map = {pdus[a].state_pair(): pdus[a] for a in auth_ids}
+        create = pdus.get(create_id) if create_id else None
+        try:
+            check_auth_rules(pdu, auth_map, create)
+        except AuthError as e:
+            raise Forbidden(f"Event not allowed: {e}") from None
+        validated = pdu.type == "m.room.redaction" and _may_redact(pdu, auth_map, create)
+        return await self._persist(conn, pdu, before, txn, redaction_validated=validated)
+
+    def _build(self, room_version: RoomVersion, fields: Mapping[str, Any], prev: list[Pdu],
+               auth_ids: list[str], auth_by_id: Mapping[str, Pdu]) -> Pdu:
+        pdu = build_event(
+            room_version=room_version, event_fields=fields, prev_events=prev,
+            auth_event_ids=auth_ids, server_name=self._server_name,
+            signing_key=self._signing_key, origin_server_ts=self._clock.time_ms(),
+            auth_events_by_id=auth_by_id,
+        )
+        try:
+            check_event_format(pdu.get_json(), room_version)
+        except EventFormatError as e:
+            raise format_error(e) from None
+        return pdu
+
+    async def _state_before_local(self, conn: Connection, room: RoomRow,
+                                  room_version: RoomVersion) -> StateBefore:
+        extremities = await self._stores.events.forward_extremities(conn, room.room_id)
+        prev_ids = tuple(extremities[:MAX_PREV_EVENTS])
+        if len(prev_ids) == len(extremities) and room.current_snapshot_id is not None:
+            return StateBefore(room.room_id, room.current_snapshot_id, True, prev_ids)
+        snapshot = await state_after_events(conn, self._stores, room.room_id, room_version, prev_ids)
+        assert snapshot is not None, "a room's forward extremities always have state"
+        return StateBefore(room.room_id, snapshot, False, prev_ids)
+
+    async def _persist(self, conn: Connection, pdu: Pdu, before: StateBefore,
+                       txn: TxnKey | None, *, redaction_validated: bool = False) -> PersistedEvent:
+        """Step 3 of the pipeline: every row derived from the event, in the caller's
+        transaction."""
+        stores = self._stores
+        room_id = pdu.room_id
+        ordering = await streams.next_position(conn, EVENTS_STREAM)
+        after = before.snapshot_id
+        replaces: str | None = None
+        if pdu.is_state() and pdu.rejected_reason is None:
+            key = pdu.state_pair()
+            replaces = await read_entry(conn, stores, before, key)
+            after = await stores.state.create_snapshot(conn, room_id, before.snapshot_id,
+                                                       {key: pdu.event_id})
+        await stores.events.insert(conn, pdu, stream_ordering=ordering, replaces_state=replaces)
+        await stores.state.set_event_state(conn, pdu.event_id, room_id, before.snapshot_id, after)
+        await self._update_extremities_and_current(conn, pdu, before, after)
+        if pdu.type == "m.room.member" and pdu.state_key is not None:
+            await stores.memberships.insert(
+                conn, event_id=pdu.event_id, room_id=room_id, user_id=pdu.state_key,
+                sender=pdu.sender, membership=pdu.membership or "", stream_ordering=ordering)
+        redacts = pdu.redacts
+        if pdu.type == "m.room.redaction" and redacts is not None:
+            await stores.events.insert_redaction(conn, pdu, redacts, redaction_validated)
+        if txn is not None:
+            await stores.txn_ids.insert(conn, txn.user_id, txn.device_id, txn.txn_id,
+                                        pdu.event_id, room_id, self._clock.time_ms())
+        return PersistedEvent(pdu, ordering)
+
+    async def _update_extremities_and_current(self, conn: Connection, pdu: Pdu,
+                                              before: StateBefore, after: int) -> None:
+        stores = self._stores
+        room_id = pdu.room_id
+        extremities = await stores.events.forward_extremities(conn, room_id)
+        remaining = [e for e in extremities if e not in pdu.prev_event_ids]
+        await stores.events.update_extremities(conn, room_id, remove=pdu.prev_event_ids,
+                                               add=[pdu.event_id])
+        room = await stores.rooms.get(conn, room_id)
+        assert room is not None
+        if not remaining:
+            new_current = after
+        else:
+            room_version = pdu.room_version
+            snapshots = [after]
+            for event_id in remaining:
+                event_state = await stores.state.get_event_state(conn, event_id)
+                if event_state is not None:
+                    snapshots.append(event_state.after)
+            new_current = await resolve_snapshots(conn, stores, room_id, room_version, snapshots)
+        if new_current == room.current_snapshot_id:
+            return
+        if before.is_current and new_current == after and pdu.is_state():
+            # The common case: one event on top of the current state changes one key.
+            changes: dict[tuple[str, str], str | None] = {pdu.state_pair(): pdu.event_id}
+        else:
+            old = (await stores.current_state.get_state(conn, room_id)
+                   if room.current_snapshot_id is not None else {})
+            changes = diff_states(old, await stores.state.get_state(conn, new_current))
+        await stores.current_state.apply_delta(conn, room_id, changes)
+        await stores.rooms.set_current_snapshot(conn, room_id, new_current)
+
+    async def _by_txn(self, conn: Connection, txn: TxnKey) -> PersistedEvent | None:
+        event_id = await self._stores.txn_ids.get(conn, txn.user_id, txn.device_id, txn.txn_id)
+        if event_id is None:
+            return None
+        stored = await self._stores.events.get(conn, event_id)
+        if stored is None or stored.stream_ordering is None:
+            return None
+        return PersistedEvent(stored.pdu, stored.stream_ordering, deduplicated=True)
+
+    async def _notify(self, persisted: PersistedEvent) -> None:
+        for callback in self.on_event_persisted:
+            try:
+                await callback(persisted)
+            except Exception:
+                # The event is durable; a failing observer must not turn that into an error.
+                logger.exception("on_event_persisted callback failed for %s", persisted.event_id)
+
+
+def _may_redact(pdu: Pdu, auth_map: Mapping[tuple[str, str], Pdu], create: Pdu | None) -> bool:
+    """Whether a redaction's sender has the redact level (then it applies to any event;
+    otherwise only to events from the sender's own server)."""
+    power_levels = auth_map.get(POWER_LEVELS_KEY)
+    if create is None:
+        create = auth_map.get(CREATE_KEY)
+    return get_user_power_level(pdu.sender, power_levels, create) >= get_named_level("redact", power_levels)

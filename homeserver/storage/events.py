@@ -1,0 +1,190 @@
+"""The event graph: PDUs, prev/auth edges, forward extremities and redactions.
+
+Events are stored in federation format as canonical JSON; the room version comes from
+the `rooms` row, so every read joins it (a PDU cannot be interpreted without it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import attrs
+
+from homeserver.events.canonical_json import encode_canonical_json
+from homeserver.events.pdu import Pdu
+from homeserver.events.room_versions import get_room_version
+from homeserver.storage.batch import fetch_for_ids, is_postgres
+from homeserver.storage.database import Connection, Row
+
+
+@attrs.frozen
+class StoredEvent:
+    pdu: Pdu
+    # None for outliers, which are not part of any timeline.
+    stream_ordering: int | None
+    outlier: bool
+    # The state event this one replaced (same type and state key), if any.
+    replaces_state: str | None
+
+    @property
+    def event_id(self) -> str:
+        return self.pdu.event_id
+
+
+@attrs.frozen
+class Redaction:
+    redaction_id: str
+    redacts: str
+    # The redaction's sender had the redact level; else it applies to same-server events only.
+    validated: bool
+
+
+_COLUMNS = (
+    "e.event_id, e.json, e.stream_ordering, e.outlier, e.rejected_reason, e.replaces_state,"
+    " r.room_version"
+)
+
+INSERT_EVENT = """
+INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,
+                    origin_server_ts, json, rejected_reason, outlier, replaces_state)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+INSERT_EDGE = "INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+INSERT_AUTH = "INSERT INTO event_auth (event_id, auth_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+SELECT_ONE = f"SELECT {_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id = $1"
+SELECT_MANY_PG = (
+    f"SELECT {_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id"
+    " WHERE e.event_id = ANY($1::text[])"
+)
+SELECT_MANY_SQLITE = (
+    f"SELECT {_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id"
+    " WHERE e.event_id IN (SELECT value FROM json_each($1))"
+)
+# Room timeline by stream ordering: (from, to] ascending, or [to, from) descending.
+SELECT_STREAM_FORWARD = f"""
+SELECT {_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id
+WHERE e.room_id = $1 AND e.stream_ordering > $2 AND e.stream_ordering <= $3
+  AND e.rejected_reason IS NULL
+ORDER BY e.stream_ordering ASC LIMIT $4
+"""
+SELECT_STREAM_BACKWARD = f"""
+SELECT {_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id
+WHERE e.room_id = $1 AND e.stream_ordering <= $2 AND e.stream_ordering > $3
+  AND e.rejected_reason IS NULL
+ORDER BY e.stream_ordering DESC LIMIT $4
+"""
+SELECT_LAST_AT = """
+SELECT event_id FROM events
+WHERE room_id = $1 AND stream_ordering <= $2 AND rejected_reason IS NULL
+ORDER BY stream_ordering DESC LIMIT 1
+"""
+SELECT_EXTREMITIES = """
+SELECT f.event_id FROM forward_extremities f JOIN events e ON e.event_id = f.event_id
+WHERE f.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC
+"""
+INSERT_EXTREMITY = "INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+DELETE_EXTREMITY = "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2"
+ROOM_LOCK = "SELECT pg_advisory_xact_lock($1)"
+INSERT_REDACTION = """
+INSERT INTO redactions (event_id, redacts, room_id, validated) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+"""
+_REDACTION_QUERY = """
+SELECT d.event_id, d.redacts, d.validated FROM redactions d
+JOIN events e ON e.event_id = d.event_id
+WHERE e.rejected_reason IS NULL AND d.redacts {}
+ORDER BY e.stream_ordering
+"""
+SELECT_REDACTIONS_PG = _REDACTION_QUERY.format("= ANY($1::text[])")
+SELECT_REDACTIONS_SQLITE = _REDACTION_QUERY.format("IN (SELECT value FROM json_each($1))")
+
+
+def _row_to_event(row: Row) -> StoredEvent:
+    room_version = get_room_version(row["room_version"])
+    assert room_version is not None, "rooms row holds an unknown version"
+    pdu = Pdu(json.loads(row["json"]), room_version, row["event_id"])
+    pdu.rejected_reason = row["rejected_reason"]
+    return StoredEvent(pdu=pdu, stream_ordering=row["stream_ordering"],
+                       outlier=bool(row["outlier"]), replaces_state=row["replaces_state"])
+
+
+def room_lock_key(room_id: str) -> int:
+    """A signed 64-bit advisory-lock key for a room (any stable hash will do)."""
+    return int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big", signed=True)
+
+
+class EventStore:
+    async def lock_room(self, conn: Connection, room_id: str) -> None:
+        """Serialise writers of one room across processes until the transaction ends.
+        SQLite needs nothing: its single write transaction already serialises them."""
+        if is_postgres(conn):
+            await conn.execute(ROOM_LOCK, room_lock_key(room_id))
+
+    async def insert(self, conn: Connection, pdu: Pdu, *, stream_ordering: int | None,
+                     outlier: bool = False, replaces_state: str | None = None) -> None:
+        """The event row plus its prev and auth edges."""
+        await conn.execute(
+            INSERT_EVENT, pdu.event_id, pdu.room_id, stream_ordering, pdu.depth, pdu.type,
+            pdu.state_key, pdu.sender, pdu.origin_server_ts,
+            encode_canonical_json(pdu.get_json()).decode(), pdu.rejected_reason,
+            1 if outlier else 0, replaces_state,
+        )
+        if pdu.prev_event_ids:
+            await conn.executemany(INSERT_EDGE, [(pdu.event_id, p) for p in pdu.prev_event_ids])
+        if pdu.auth_event_ids:
+            await conn.executemany(INSERT_AUTH, [(pdu.event_id, a) for a in pdu.auth_event_ids])
+
+    async def get(self, conn: Connection, event_id: str) -> StoredEvent | None:
+        row = await conn.fetchrow(SELECT_ONE, event_id)
+        return None if row is None else _row_to_event(row)
+
+    async def get_many(self, conn: Connection, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
+        """The events we have among `event_ids` (missing ones are absent from the result)."""
+        rows = await fetch_for_ids(conn, SELECT_MANY_PG, SELECT_MANY_SQLITE, list(dict.fromkeys(event_ids)))
+        return {row["event_id"]: _row_to_event(row) for row in rows}
+
+    async def get_pdus(self, conn: Connection, event_ids: Sequence[str]) -> dict[str, Pdu]:
+        return {eid: ev.pdu for eid, ev in (await self.get_many(conn, event_ids)).items()}
+
+    async def room_events_forward(self, conn: Connection, room_id: str, from_exclusive: int,
+                                  to_inclusive: int, limit: int) -> list[StoredEvent]:
+        """Timeline events with `from < stream_ordering <= to`, oldest first."""
+        rows = await conn.fetch(SELECT_STREAM_FORWARD, room_id, from_exclusive, to_inclusive, limit)
+        return [_row_to_event(r) for r in rows]
+
+    async def room_events_backward(self, conn: Connection, room_id: str, from_inclusive: int,
+                                   to_exclusive: int, limit: int) -> list[StoredEvent]:
+        """Timeline events with `to < stream_ordering <= from`, newest first."""
+        rows = await conn.fetch(SELECT_STREAM_BACKWARD, room_id, from_inclusive, to_exclusive, limit)
+        return [_row_to_event(r) for r in rows]
+
+    async def last_event_at(self, conn: Connection, room_id: str, stream_ordering: int) -> str | None:
+        """The room's latest timeline event at or before a stream position."""
+        return await conn.fetchval(SELECT_LAST_AT, room_id, stream_ordering)  # type: ignore[no-any-return]
+
+    async def forward_extremities(self, conn: Connection, room_id: str) -> list[str]:
+        """Newest (deepest) first, so callers bounding prev_events keep the recent ones."""
+        return [r["event_id"] for r in await conn.fetch(SELECT_EXTREMITIES, room_id)]
+
+    async def update_extremities(self, conn: Connection, room_id: str, *,
+                                 remove: Sequence[str], add: Sequence[str]) -> None:
+        for event_id in remove:
+            await conn.execute(DELETE_EXTREMITY, room_id, event_id)
+        for event_id in add:
+            await conn.execute(INSERT_EXTREMITY, room_id, event_id)
+
+    async def insert_redaction(self, conn: Connection, redaction: Pdu, redacts: str,
+                               validated: bool) -> None:
+        await conn.execute(INSERT_REDACTION, redaction.event_id, redacts, redaction.room_id,
+                           1 if validated else 0)
+
+    async def redactions_of(self, conn: Connection, event_ids: Sequence[str]) -> dict[str, list[Redaction]]:
+        """Accepted redactions targeting each of `event_ids`, oldest first."""
+        rows = await fetch_for_ids(conn, SELECT_REDACTIONS_PG, SELECT_REDACTIONS_SQLITE, list(event_ids))
+        found: dict[str, list[Redaction]] = {}
+        for r in rows:
+            found.setdefault(r["redacts"], []).append(
+                Redaction(r["event_id"], r["redacts"], bool(r["validated"])))
+        return found

@@ -1,0 +1,192 @@
+"""Wakes waiting /sync requests and WebSocket streams the moment a relevant stream moves.
+
+Writers call `notify(stream, position, users=..., rooms=...)` after their transaction
+commits; a waiter registered under one of those users or rooms, whose token is behind
+`position` on that stream, is woken at once. There is no polling: each waiter is one
+Future, found through per-user and per-room indexes.
+
+The race between "the sync computed an empty result" and "the sync starts waiting" is
+closed by remembering, per user and per room, the last position notified on each stream:
+`wait_for` first compares those with the caller's token and returns at once if it is
+already behind. That memory is a bounded LRU; when an entry is dropped its positions
+raise a per-stream floor, and a token below the floor wakes at once. Such a wake may be
+spurious (nothing for this user changed); callers must treat `True` as "recompute, and if
+there is nothing to send, wait again for the rest of the timeout".
+
+Several processes later: a PostgreSQL LISTEN/NOTIFY bridge will publish each local
+`Notification` (see `add_publisher`) and feed notifications from other workers into
+`deliver()`; the waiting side does not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from homeserver.sync.tokens import EVENTS, STREAMS, SyncToken
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Notification:
+    stream: str
+    position: int
+    users: frozenset[str] = frozenset()
+    rooms: frozenset[str] = frozenset()
+
+
+class _Waiter:
+    __slots__ = ("since", "future", "keys")
+
+    def __init__(self, since: SyncToken, future: asyncio.Future[bool], keys: list[str]):
+        self.since = since
+        self.future = future
+        self.keys = keys
+
+
+class _LastPositions:
+    """key -> {stream: last notified position}, LRU-bounded with a conservative floor."""
+
+    def __init__(self, max_keys: int):
+        self._max = max_keys
+        self._entries: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self.floor: dict[str, int] = {}
+
+    def record(self, key: str, stream: str, position: int) -> None:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = {}
+        else:
+            self._entries.move_to_end(key)
+        if position > entry.get(stream, 0):
+            entry[stream] = position
+        while len(self._entries) > self._max:
+            _, dropped = self._entries.popitem(last=False)
+            for s, p in dropped.items():
+                if p > self.floor.get(s, 0):
+                    self.floor[s] = p
+
+    def behind(self, key: str, since: SyncToken) -> bool:
+        entry = self._entries.get(key, {})
+        return any(p > since[s] for s, p in entry.items())
+
+    def below_floor(self, since: SyncToken) -> bool:
+        return any(p > since[s] for s, p in self.floor.items())
+
+
+class Notifier:
+    """In-process fan-out from stream writers to waiting syncs.
+
+    `max_waiters_per_user` bounds what one client can pin: beyond it, the oldest waiter
+    of that user returns early (False), which a client sees as an empty sync.
+    """
+
+    def __init__(self, *, max_tracked_keys: int = 200_000, max_waiters_per_user: int = 50):
+        self._last = _LastPositions(max_tracked_keys)
+        self._waiters: dict[str, set[_Waiter]] = {}
+        self._user_waiters: dict[str, list[_Waiter]] = {}
+        self._max_per_user = max_waiters_per_user
+        self._publishers: list[Callable[[Notification], None]] = []
+
+    @staticmethod
+    def _user_key(user_id: str) -> str:
+        return "u" + user_id
+
+    @staticmethod
+    def _room_key(room_id: str) -> str:
+        return "r" + room_id
+
+    def add_publisher(self, publish: Callable[[Notification], None]) -> None:
+        """Also hand every local notification to `publish` (the future cross-process bridge)."""
+        self._publishers.append(publish)
+
+    def notify(self, stream: str, position: int, *, users: Iterable[str] = (),
+               rooms: Iterable[str] = ()) -> None:
+        """Stream `stream` reached `position`, touching these users and rooms. Call after
+        the write has committed, never inside the transaction."""
+        notification = Notification(stream, position, frozenset(users), frozenset(rooms))
+        for publish in self._publishers:
+            try:
+                publish(notification)
+            except Exception:  # a broken bridge must not stop local wake-ups
+                logger.exception("notification publisher failed")
+        self.deliver(notification)
+
+    def deliver(self, n: Notification) -> None:
+        """Wake local waiters for a notification (local, or from another process)."""
+        if n.stream not in STREAMS:
+            raise ValueError(f"unknown stream {n.stream!r}")
+        keys = [self._user_key(u) for u in n.users] + [self._room_key(r) for r in n.rooms]
+        for key in keys:
+            self._last.record(key, n.stream, n.position)
+            waiters = self._waiters.get(key)
+            if not waiters:
+                continue
+            for waiter in list(waiters):
+                if n.position > waiter.since[n.stream] and not waiter.future.done():
+                    waiter.future.set_result(True)
+
+    def notify_room_event(self, room_id: str, position: int, *, member: str | None = None) -> None:
+        """A room event was persisted. `member` is the state_key of an m.room.member event:
+        that user is woken directly because they may not be waiting on the room yet (an
+        invite, or a join from another device)."""
+        self.notify(EVENTS, position, rooms=(room_id,), users=() if member is None else (member,))
+
+    def has_update(self, user_id: str, since: SyncToken, rooms: Iterable[str]) -> bool:
+        """Whether something relevant was notified after `since` (may be a false positive)."""
+        if self._last.below_floor(since) or self._last.behind(self._user_key(user_id), since):
+            return True
+        return any(self._last.behind(self._room_key(r), since) for r in rooms)
+
+    async def wait_for(self, user_id: str, since: SyncToken, rooms: set[str] | frozenset[str],
+                       timeout_ms: int) -> bool:
+        """Wait until a stream relevant to `user_id` or `rooms` moves past `since`.
+
+        True: something may have changed (recompute); False: the timeout passed, or this
+        user has too many waiters and this one was the oldest. Safe to cancel.
+        """
+        if self.has_update(user_id, since, rooms):
+            return True
+        if timeout_ms <= 0:
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        keys = [self._user_key(user_id)] + [self._room_key(r) for r in rooms]
+        waiter = _Waiter(since, future, keys)
+        self._register(user_id, waiter)
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                return await future
+        except TimeoutError:
+            return False
+        finally:
+            self._unregister(user_id, waiter)
+
+    def _register(self, user_id: str, waiter: _Waiter) -> None:
+        for key in waiter.keys:
+            self._waiters.setdefault(key, set()).add(waiter)
+        mine = self._user_waiters.setdefault(user_id, [])
+        mine.append(waiter)
+        pending = [w for w in mine if not w.future.done()]
+        if len(pending) > self._max_per_user:
+            pending[0].future.set_result(False)
+
+    def _unregister(self, user_id: str, waiter: _Waiter) -> None:
+        for key in waiter.keys:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[key]
+        mine = self._user_waiters.get(user_id)
+        if mine is not None:
+            mine.remove(waiter)
+            if not mine:
+                del self._user_waiters[user_id]
+
+    def waiter_count(self) -> int:
+        return sum(len(w) for w in self._user_waiters.values())

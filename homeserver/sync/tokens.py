@@ -1,0 +1,130 @@
+"""Sync tokens: a vector of stream positions, one per stream a /sync reads.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync (`since`,
+`next_batch`). The token is opaque to clients; ours is `s` followed by the positions in
+the fixed order of STREAMS, joined by `_`: `s12_3_0_1700000000000_0_0_5_0`. It is short,
+URL-safe without escaping, and a new stream is added by appending to STREAMS: a token
+minted before the upgrade has fewer fields and the missing ones read as 0, so the client
+simply receives that stream from the start.
+
+Tokens from the future (a position above the server's current one) happen legitimately:
+a database restored from a backup, an in-memory stream after a restart, or later a
+worker that lags behind another. Rejecting them with 400 strands the client (most
+clients then loop on the error), so, like Synapse since 1.111, we clamp each position to
+the current one (`clamp`) and log it; the client gets `next_batch` back in our numbering.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from homeserver.errors import InvalidParam
+from homeserver.storage import streams
+
+EVENTS = "events"
+ACCOUNT_DATA = "account_data"
+RECEIPTS = "receipts"
+TYPING = "typing"
+TO_DEVICE = "to_device"
+DEVICE_LISTS = "device_lists"
+PRESENCE = "presence"
+PUSH_RULES = "push_rules"
+
+# Serialisation order. Append only: reordering or removing breaks every client's token.
+STREAMS: tuple[str, ...] = (EVENTS, ACCOUNT_DATA, RECEIPTS, TYPING, TO_DEVICE,
+                            DEVICE_LISTS, PRESENCE, PUSH_RULES)
+
+# Positions are BIGINT in the database; anything larger cannot be ours.
+MAX_POSITION = 2**63 - 1
+# Digits only, no sign, no leading zeros (one spelling per token keeps them comparable
+# as strings in logs and caches).
+_POSITION = re.compile(r"0|[1-9][0-9]{0,18}")
+_MAX_TOKEN_LENGTH = 1 + len(STREAMS) * 20
+
+
+def _freeze(positions: Mapping[str, int]) -> Mapping[str, int]:
+    frozen: dict[str, int] = {}
+    for stream, position in positions.items():
+        if stream not in STREAMS:
+            raise ValueError(f"unknown stream {stream!r}")
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= MAX_POSITION:
+            raise ValueError(f"bad position for {stream}: {position!r}")
+        if position:
+            frozen[stream] = position
+    return MappingProxyType(frozen)
+
+
+@attrs.frozen(eq=False)
+class SyncToken:
+    """Immutable; `token[stream]` is that stream's position, 0 when absent."""
+
+    positions: Mapping[str, int] = attrs.field(converter=_freeze, factory=dict)
+
+    def __getitem__(self, stream: str) -> int:
+        return self.positions.get(stream, 0)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SyncToken) and dict(self.positions) == dict(other.positions)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self[s] for s in STREAMS))
+
+    def __str__(self) -> str:
+        return self.serialize()
+
+    def serialize(self) -> str:
+        return "s" + "_".join(str(self[s]) for s in STREAMS)
+
+    @classmethod
+    def parse(cls, raw: Any) -> SyncToken:
+        """Strict inverse of serialize(); anything else is M_INVALID_PARAM."""
+        if not isinstance(raw, str) or not raw.startswith("s") or len(raw) > _MAX_TOKEN_LENGTH:
+            raise InvalidParam("Invalid sync token")
+        fields = raw[1:].split("_")
+        if len(fields) > len(STREAMS):
+            raise InvalidParam("Invalid sync token")
+        positions: dict[str, int] = {}
+        for stream, field in zip(STREAMS, fields, strict=False):
+            # fullmatch, not isdigit(): isdigit() accepts non-ASCII digits such as '²'.
+            if not _POSITION.fullmatch(field):
+                raise InvalidParam("Invalid sync token")
+            value = int(field)
+            if value > MAX_POSITION:
+                raise InvalidParam("Invalid sync token")
+            positions[stream] = value
+        return cls(positions)
+
+    def copy_with(self, stream: str, position: int) -> SyncToken:
+        return SyncToken({**self.positions, stream: position})
+
+    def advanced_past(self, other: SyncToken) -> tuple[str, ...]:
+        """The streams on which this token is strictly ahead of `other`."""
+        return tuple(s for s in STREAMS if self[s] > other[s])
+
+    def is_after_or_eq(self, other: SyncToken) -> bool:
+        return all(self[s] >= other[s] for s in STREAMS)
+
+    def clamp(self, current: SyncToken) -> SyncToken:
+        """Each position capped at `current`'s: see the module docstring for why."""
+        return SyncToken({s: min(self[s], current[s]) for s in STREAMS})
+
+    def merge_max(self, other: SyncToken) -> SyncToken:
+        return SyncToken({s: max(self[s], other[s]) for s in STREAMS})
+
+
+def token_from(pairs: Iterable[tuple[str, int]]) -> SyncToken:
+    """A token from (stream, position) pairs, ignoring streams a sync does not read
+    (the stream_positions table also numbers things like filters or one-off counters)."""
+    return SyncToken({s: p for s, p in pairs if s in STREAMS})
+
+
+async def current_token(db: Any, in_memory: Mapping[str, int]) -> SyncToken:
+    """The server's current position on every stream: persisted streams from the
+    database, in-memory ones (typing) from their owners."""
+    persisted = await streams.all_positions(db)
+    return token_from([*persisted.items(), *in_memory.items()])

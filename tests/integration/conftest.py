@@ -1,0 +1,67 @@
+"""Real clients against an in-process DevNet listening on a real loopback TCP port.
+
+`servers.start()` opens a Homeserver on the engine under test's database, serves its
+client API with aiohttp's AppRunner on 127.0.0.1 (an OS-chosen port) and returns the
+base URL; `servers.stop()` shuts it down, so a test can start a new Homeserver on the
+same database. Every response is recorded; a test fails at teardown if any was a 5xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from homeserver.config import Config
+from homeserver.server import Homeserver
+from tests.conftest import make_config
+
+# Real argon2id at minimal cost: these tests check protocol behaviour, not hash hardness.
+CHEAP_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 64,
+                 "password_hash_parallelism": 1}
+
+
+class Servers:
+    """At most one running DevNet at a time, always on the same database."""
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._running: tuple[Homeserver, web.AppRunner] | None = None
+        self.statuses: list[tuple[str, int]] = []
+
+    async def start(self) -> str:
+        assert self._running is None, "stop() the running server first"
+        hs = Homeserver(self._config)
+        await hs.open()
+        app = hs.client_app()
+        app.on_response_prepare.append(self._record)
+        runner = web.AppRunner(app, access_log=None)
+        self._running = (hs, runner)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        if self._running is None:
+            return
+        hs, runner = self._running
+        self._running = None
+        await runner.cleanup()
+        await hs.close()
+
+    async def _record(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.statuses.append((f"{request.method} {request.path}", response.status))
+
+
+@pytest.fixture
+async def servers(tmp_path: Any, database_settings: dict[str, Any]) -> AsyncIterator[Servers]:
+    servers = Servers(make_config(tmp_path, database_settings, auth=CHEAP_HASHING))
+    try:
+        yield servers
+    finally:
+        await servers.stop()
+    server_errors = [s for s in servers.statuses if s[1] >= 500]
+    assert not server_errors, f"server errors: {server_errors}"
