@@ -14,14 +14,15 @@ from homeserver.storage.devices import DeviceRow
 
 
 def device_json(device: DeviceRow) -> JsonDict:
-    body: JsonDict = {"device_id": device.device_id}
-    if device.display_name is not None:
-        body["display_name"] = device.display_name
-    if device.last_seen_ip is not None:
-        body["last_seen_ip"] = device.last_seen_ip
-    if device.last_seen_ts is not None:
-        body["last_seen_ts"] = device.last_seen_ts
-    return body
+    # Unset fields are sent as null rather than left out (the spec says "absent"): that is
+    # what Synapse sends, and matrix-nio's response schema requires the keys, failing the
+    # whole /devices call when they are missing.
+    return {
+        "device_id": device.device_id,
+        "display_name": device.display_name,
+        "last_seen_ip": device.last_seen_ip,
+        "last_seen_ts": device.last_seen_ts,
+    }
 
 
 class DeviceManagement:

@@ -64,7 +64,9 @@ class RegistrationService:
 
     def flows(self) -> list[list[str]]:
         if self._config.policy == "token":
-            return [[REGISTRATION_TOKEN]]
+            # The trailing dummy stage matches Synapse's flow, which clients such as
+            # matrix-nio rely on: they expect a 401 after the token stage.
+            return [[REGISTRATION_TOKEN, DUMMY]]
         if self._config.policy == "open":
             return [[DUMMY]]
         return []

@@ -50,6 +50,7 @@ POWER_LEVELS_KEY = ("m.room.power_levels", "")
 MAX_PREV_EVENTS = 10
 EVENTS_STREAM = "events"
 _ROOM_ID_ALPHABET = string.ascii_letters
+_CREATE_ATTEMPTS = 100
 
 
 @attrs.frozen
@@ -100,25 +101,34 @@ class EventPersister:
     async def create_room(self, *, room_version: RoomVersion, sender: str,
                           content: Mapping[str, Any], is_public: bool = False) -> PersistedEvent:
         """Persist a new room's m.room.create event (and the `rooms` row)."""
-        fields: dict[str, Any] = {"type": "m.room.create", "sender": sender,
-                                  "content": dict(content), "state_key": ""}
-        if not room_version.room_id_from_create_event:
-            localpart = "".join(secrets.choice(_ROOM_ID_ALPHABET) for _ in range(18))
-            fields["room_id"] = f"!{localpart}:{self._server_name}"
-        pdu = self._build(room_version, fields, [], [], {})
-        try:
-            check_auth_rules(pdu, {})
-        except AuthError as e:
-            raise BadJson(f"Invalid m.room.create content: {e}") from None
-        async with self._locks.hold(pdu.room_id), self._db.transaction() as conn:
-            await self._stores.events.lock_room(conn, pdu.room_id)
-            await self._stores.rooms.insert(conn, pdu.room_id, room_version.identifier, sender,
-                                            self._clock.time_ms(), is_public)
-            empty = await self._stores.state.create_snapshot(conn, pdu.room_id, None, {})
-            before = StateBefore(pdu.room_id, empty, False, ())
-            persisted = await self._persist(conn, pdu, before, None)
-        await self._notify(persisted)
-        return persisted
+        # The version is named in the content: without it other servers read version 1.
+        fields: dict[str, Any] = {"type": "m.room.create", "sender": sender, "state_key": "",
+                                  "content": {**content, "room_version": room_version.identifier}}
+        now = self._clock.time_ms()
+        # A v12 room ID is the create event's hash: the same user creating two rooms with
+        # the same content in the same millisecond would get the same ID, so the
+        # timestamp moves on until the ID is free.
+        for attempt in range(_CREATE_ATTEMPTS):
+            if not room_version.room_id_from_create_event:
+                localpart = "".join(secrets.choice(_ROOM_ID_ALPHABET) for _ in range(18))
+                fields["room_id"] = f"!{localpart}:{self._server_name}"
+            pdu = self._build(room_version, fields, [], [], {}, origin_server_ts=now + attempt)
+            try:
+                check_auth_rules(pdu, {})
+            except AuthError as e:
+                raise BadJson(f"Invalid m.room.create content: {e}") from None
+            async with self._locks.hold(pdu.room_id), self._db.transaction() as conn:
+                await self._stores.events.lock_room(conn, pdu.room_id)
+                if await self._stores.rooms.get(conn, pdu.room_id) is not None:
+                    continue
+                await self._stores.rooms.insert(conn, pdu.room_id, room_version.identifier, sender,
+                                                now, is_public)
+                empty = await self._stores.state.create_snapshot(conn, pdu.room_id, None, {})
+                before = StateBefore(pdu.room_id, empty, False, ())
+                persisted = await self._persist(conn, pdu, before, None)
+            await self._notify(persisted)
+            return persisted
+        raise RuntimeError("could not find a free room ID")
 
     async def send(self, fields: Mapping[str, Any], *, txn: TxnKey | None = None) -> PersistedEvent:
         """Build, auth-check and persist a local event (`type`, `sender`, `room_id`,
@@ -163,11 +173,14 @@ class EventPersister:
         return await self._persist(conn, pdu, before, txn, redaction_validated=validated)
 
     def _build(self, room_version: RoomVersion, fields: Mapping[str, Any], prev: list[Pdu],
-               auth_ids: list[str], auth_by_id: Mapping[str, Pdu]) -> Pdu:
+               auth_ids: list[str], auth_by_id: Mapping[str, Pdu], *,
+               origin_server_ts: int | None = None) -> Pdu:
+        if origin_server_ts is None:
+            origin_server_ts = self._clock.time_ms()
         pdu = build_event(
             room_version=room_version, event_fields=fields, prev_events=prev,
             auth_event_ids=auth_ids, server_name=self._server_name,
-            signing_key=self._signing_key, origin_server_ts=self._clock.time_ms(),
+            signing_key=self._signing_key, origin_server_ts=origin_server_ts,
             auth_events_by_id=auth_by_id,
         )
         try:

@@ -91,9 +91,12 @@ async def test_api_registration_policies(database, clock) -> None:
         await token.registration.register(**_api(auth={"type": "m.login.registration_token",
                                                        "token": "wrong"}))
     assert e.value.body["errcode"] == "M_FORBIDDEN"
-    result = await token.registration.register(
-        **_api(auth={"type": "m.login.registration_token", "token": "let-me-in",
-                     "session": e.value.body["session"]}))
+    session = e.value.body["session"]
+    with pytest.raises(InteractiveAuthRequired) as e:
+        await token.registration.register(
+            **_api(auth={"type": "m.login.registration_token", "token": "let-me-in", "session": session}))
+    assert e.value.body["completed"] == ["m.login.registration_token"]
+    result = await token.registration.register(**_api(auth={"type": DUMMY, "session": session}))
     assert result.user_id == ALICE
 
 

@@ -114,7 +114,7 @@ async def test_token_registration(make_hs: MakeHs, connect: Connect) -> None:
     await error(await client.get(validity), 400, "M_MISSING_PARAM")
     resp = await client.post(REGISTER, json={"username": "gina", "password": "correct horse battery"})
     challenge = await resp.json()
-    assert challenge["flows"] == [{"stages": ["m.login.registration_token"]}]
+    assert challenge["flows"] == [{"stages": ["m.login.registration_token", "m.login.dummy"]}]
     auth = {"type": "m.login.registration_token", "token": "wrong", "session": challenge["session"]}
     resp = await client.post(REGISTER, json={"username": "gina", "password": "correct horse battery",
                                              "auth": auth})
@@ -122,6 +122,11 @@ async def test_token_registration(make_hs: MakeHs, connect: Connect) -> None:
     assert resp.status == 401 and body["errcode"] == "M_FORBIDDEN"
     resp = await client.post(REGISTER, json={"username": "gina", "password": "correct horse battery",
                                              "auth": {**auth, "token": "db-token"}})
+    body = await resp.json()
+    assert resp.status == 401 and body["completed"] == ["m.login.registration_token"]
+    # Dummy before the token stage would not do: the token stage is done now.
+    resp = await client.post(REGISTER, json={"username": "gina", "password": "correct horse battery",
+                                             "auth": {"type": "m.login.dummy", "session": challenge["session"]}})
     assert resp.status == 200, await resp.json()
     body = await (await client.get(f"{validity}?token=db-token")).json()
     assert body == {"valid": False}  # its one use is spent

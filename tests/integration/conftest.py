@@ -8,7 +8,7 @@ same database. Every response is recorded; a test fails at teardown if any was a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -56,12 +56,29 @@ class Servers:
         self.statuses.append((f"{request.method} {request.path}", response.status))
 
 
+MakeServers = Callable[..., Servers]
+
+
 @pytest.fixture
-async def servers(tmp_path: Any, database_settings: dict[str, Any]) -> AsyncIterator[Servers]:
-    servers = Servers(make_config(tmp_path, database_settings, auth=CHEAP_HASHING))
-    try:
-        yield servers
-    finally:
+async def make_servers(tmp_path: Any,
+                       database_settings: dict[str, Any]) -> AsyncIterator[MakeServers]:
+    """Servers for a config whose sections are overridden by keyword arguments (as in
+    make_config); one database for all. Stopped, and checked for 5xx, at teardown."""
+    made: list[Servers] = []
+
+    def make(**overrides: Any) -> Servers:
+        overrides["auth"] = {**CHEAP_HASHING, **overrides.get("auth", {})}
+        made.append(Servers(make_config(tmp_path, database_settings, **overrides)))
+        return made[-1]
+
+    yield make
+    for servers in made:
         await servers.stop()
-    server_errors = [s for s in servers.statuses if s[1] >= 500]
+    server_errors = [s for servers in made for s in servers.statuses if s[1] >= 500]
     assert not server_errors, f"server errors: {server_errors}"
+
+
+@pytest.fixture
+def servers(make_servers: MakeServers) -> Servers:
+    """Servers with the default test config (open registration)."""
+    return make_servers()

@@ -32,7 +32,7 @@ from nio import (
     WhoamiResponse,
 )
 
-from tests.integration.conftest import Servers
+from tests.integration.conftest import MakeServers, Servers
 
 PASSWORD = "correct horse battery"
 ALICE = "@alice:test.local"
@@ -161,11 +161,6 @@ async def test_account_lifecycle(servers: Servers, nio_client: MakeClient) -> No
     assert_ok(again, LoginResponse)
     assert again.device_id == phone
     assert again.access_token != old_token
-    # The recreated device has no display name: nio requires the key (as null).
-    devices = await alice.devices()
-    assert_ok(devices, DevicesResponse)
-    assert {d.id: d.display_name for d in devices.devices} == {
-        reg.device_id: "Registration", phone: None}
 
 
 async def test_account_survives_restart(servers: Servers, nio_client: MakeClient) -> None:
@@ -203,3 +198,20 @@ async def test_account_survives_restart(servers: Servers, nio_client: MakeClient
     assert_ok(devices, DevicesResponse)
     assert {d.id: d.display_name for d in devices.devices} == {
         reg.device_id: "Registration", login.device_id: "After restart"}
+
+
+async def test_devices_without_display_name(servers: Servers, nio_client: MakeClient) -> None:
+    url = await servers.start()
+    alice = nio_client(url)
+    assert_ok(await alice.register("alice", PASSWORD), RegisterResponse)  # no device name
+    devices = await alice.devices()
+    assert_ok(devices, DevicesResponse)
+    assert [(d.id, d.display_name) for d in devices.devices] == [(alice.device_id, None)]
+
+
+async def test_register_with_token(make_servers: MakeServers, nio_client: MakeClient) -> None:
+    url = await make_servers(registration={"policy": "token", "tokens": ["letmein"]}).start()
+    alice = nio_client(url)
+    reg = await alice.register_with_token("alice", PASSWORD, "letmein")
+    assert_ok(reg, RegisterResponse)
+    assert reg.user_id == ALICE

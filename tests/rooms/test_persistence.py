@@ -1,0 +1,145 @@
+"""The one persistence path: graph, state, stream order, txn IDs, locks, callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from homeserver.errors import Forbidden, NotFound, TooLarge
+from homeserver.rooms.persistence import PersistedEvent, TxnKey
+from homeserver.rooms.service import RoomService
+from homeserver.storage.database import Database
+from tests.rooms.conftest import ALICE, BOB, make_room
+
+MESSAGE = {"msgtype": "m.text", "body": "hello"}
+
+
+async def _count(db: Database, sql: str, *args: object) -> int:
+    return int(await db.fetchval(sql, *args))
+
+
+async def test_create_room_builds_a_linear_graph(rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms, preset="public_chat", name="Room")
+    rows = await database.fetch(
+        "SELECT event_id, type, stream_ordering FROM events WHERE room_id = $1 ORDER BY stream_ordering",
+        room_id)
+    types = [r["type"] for r in rows]
+    assert types == ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules",
+                     "m.room.history_visibility", "m.room.guest_access", "m.room.name"]
+    async with database.connection() as conn:
+        extremities = await rooms.stores.events.forward_extremities(conn, room_id)
+        assert extremities == [rows[-1]["event_id"]]
+        pdus = await rooms.stores.events.get_pdus(conn, [r["event_id"] for r in rows])
+        for earlier, later in zip(rows, rows[1:], strict=False):
+            assert pdus[later["event_id"]].prev_event_ids == [earlier["event_id"]]
+        current = await rooms.stores.current_state.get_state(conn, room_id)
+        last_state = await rooms.stores.state.get_event_state(conn, rows[-1]["event_id"])
+        assert last_state is not None
+        assert await rooms.stores.state.get_state(conn, last_state.after) == current
+        assert len(current) == 7
+        create_state = await rooms.stores.state.get_event_state(conn, rows[0]["event_id"])
+        assert create_state is not None
+        assert await rooms.stores.state.get_state(conn, create_state.before) == {}
+
+
+async def test_v12_room_id_is_derived_from_the_create_event(rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    create_id = await database.fetchval(
+        "SELECT event_id FROM events WHERE room_id = $1 AND type = 'm.room.create'", room_id)
+    assert room_id == "!" + create_id[1:]
+    assert ":" not in room_id
+
+
+async def test_message_does_not_create_state_snapshots(rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    before = await _count(database, "SELECT COUNT(*) FROM state_snapshots")
+    event_id = await rooms.send.send_message(ALICE, "DEV", room_id, "m.room.message", MESSAGE, "t1")
+    assert await _count(database, "SELECT COUNT(*) FROM state_snapshots") == before
+    async with database.connection() as conn:
+        es = await rooms.stores.state.get_event_state(conn, event_id)
+        assert es is not None and es.before == es.after
+
+
+async def test_transaction_ids_are_idempotent(rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    first = await rooms.send.send_message(ALICE, "DEV", room_id, "m.room.message", MESSAGE, "txn")
+    again = await rooms.send.send_message(ALICE, "DEV", room_id, "m.room.message", MESSAGE, "txn")
+    other_device = await rooms.send.send_message(ALICE, "DEV2", room_id, "m.room.message", MESSAGE, "txn")
+    assert first == again != other_device
+    persisted = await rooms.persister.send(
+        {"type": "m.room.message", "room_id": room_id, "sender": ALICE, "content": MESSAGE},
+        txn=TxnKey(ALICE, "DEV", "txn"))
+    assert persisted.deduplicated and persisted.event_id == first
+    assert await _count(database, "SELECT COUNT(*) FROM events WHERE type = 'm.room.message'") == 2
+
+
+async def test_callbacks_run_after_commit_and_failures_are_contained(rooms: RoomService, database: Database) -> None:
+    seen: list[PersistedEvent] = []
+
+    async def record(event: PersistedEvent) -> None:
+        # Committed: visible from another connection.
+        assert await database.fetchval("SELECT 1 FROM events WHERE event_id = $1", event.event_id) == 1
+        seen.append(event)
+
+    async def broken(event: PersistedEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    rooms.add_event_listener(broken)
+    rooms.add_event_listener(record)
+    room_id = await make_room(rooms)
+    assert [e.pdu.type for e in seen][:2] == ["m.room.create", "m.room.member"]
+    orderings = [e.stream_ordering for e in seen]
+    assert orderings == sorted(orderings) and len(set(orderings)) == len(orderings)
+    assert all(e.room_id == room_id for e in seen)
+
+
+async def test_concurrent_sends_stay_linear(rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    ids = await asyncio.gather(*[
+        rooms.send.send_message(ALICE, "DEV", room_id, "m.room.message", {"body": str(i)}, f"t{i}")
+        for i in range(15)])
+    assert len(set(ids)) == 15
+    async with database.connection() as conn:
+        assert len(await rooms.stores.events.forward_extremities(conn, room_id)) == 1
+        pdus = await rooms.stores.events.get_pdus(conn, ids)
+    assert all(len(p.prev_event_ids) == 1 for p in pdus.values())
+    assert len(rooms.persister._locks) == 0  # lock entries are dropped when unused
+
+
+async def test_rejected_events_leave_no_trace(rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    count = await _count(database, "SELECT COUNT(*) FROM events")
+    position = await database.fetchval("SELECT position FROM stream_positions WHERE stream = 'events'")
+    with pytest.raises(Forbidden):
+        await rooms.persister.send({"type": "m.room.message", "room_id": room_id, "sender": BOB,
+                                    "content": MESSAGE})
+    with pytest.raises(TooLarge):
+        await rooms.persister.send({"type": "m.room.message", "room_id": room_id, "sender": ALICE,
+                                    "content": {"body": "x" * 70_000}})
+    with pytest.raises(NotFound):
+        await rooms.persister.send({"type": "m.room.message", "room_id": "!nope:test.local",
+                                    "sender": ALICE, "content": MESSAGE})
+    assert await _count(database, "SELECT COUNT(*) FROM events") == count
+    assert await database.fetchval("SELECT position FROM stream_positions WHERE stream = 'events'") == position
+
+
+async def test_forks_are_merged_by_the_next_local_event(rooms: RoomService, database: Database) -> None:
+    """Two extremities (as federation creates): the next event cites both and current
+    state is their resolution."""
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    async with database.transaction() as conn:
+        [tip] = await rooms.stores.events.forward_extremities(conn, room_id)
+        tip_pdu = (await rooms.stores.events.get_pdus(conn, [tip]))[tip]
+        [parent] = tip_pdu.prev_event_ids
+        # Fork: re-point the extremities at the tip's parent as well.
+        await rooms.stores.events.update_extremities(conn, room_id, remove=[], add=[parent])
+    name_id = await rooms.send.set_state(ALICE, room_id, "m.room.name", "", {"name": "merged"})
+    async with database.connection() as conn:
+        pdu = (await rooms.stores.events.get_pdus(conn, [name_id]))[name_id]
+        assert set(pdu.prev_event_ids) == {tip, parent}
+        assert await rooms.stores.events.forward_extremities(conn, room_id) == [name_id]
+        current = await rooms.stores.current_state.get_state(conn, room_id)
+    assert current[("m.room.member", BOB)] == tip
+    assert current[("m.room.name", "")] == name_id
