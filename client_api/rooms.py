@@ -254,6 +254,12 @@ class Rooms:
         guest_ok = {self.join_room_by_id, self.leave_room, self.get_members, self.get_joined_members,
                     self.get_room_state, self.get_room_state_with_key, self.get_one_room_event,
                     self.send_message, self.get_joined_rooms}
-        return [Endpoint(method, v3(path), handler, rate_limit=limit,
-                         auth=Auth.GUEST_OK if handler in guest_ok else Auth.REQUIRED)
+        no_auth = {self.get_room_id_by_alias}
+
+        def auth(handler: Any) -> Auth:
+            if handler in no_auth:
+                return Auth.NONE
+            return Auth.GUEST_OK if handler in guest_ok else Auth.REQUIRED
+
+        return [Endpoint(method, v3(path), handler, rate_limit=limit, auth=auth(handler))
                 for method, path, handler, limit in eps]

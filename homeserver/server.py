@@ -17,7 +17,10 @@ from client_api.login import Login
 from client_api.profile import Profile
 from client_api.registrar import Registrar, create_app
 from client_api.registration import Registration
+from client_api.room_directory import RoomDirectoryApi
 from client_api.rooms import Rooms
+from client_api.search import Search
+from client_api.user_directory import UserDirectoryApi
 from federation.app import build_federation_app
 from homeserver.accounts.account import AccountManagement
 from homeserver.accounts.account_data import AccountData
@@ -28,10 +31,15 @@ from homeserver.accounts.profiles import Profiles
 from homeserver.accounts.registration import RegistrationService
 from homeserver.accounts.tokens import AccessTokens
 from homeserver.accounts.uiaa import InteractiveAuth
+from homeserver.accounts.user_directory import UserDirectory
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.service import RoomService
+from homeserver.search.context import ContextLoader
+from homeserver.search.indexer import SearchIndexer
+from homeserver.search.room_events import RoomEventSearch
 from homeserver.signing_key import load_signing_key
 from homeserver.storage.access_tokens import AccessTokenStore
 from homeserver.storage.account_data import AccountDataStore
@@ -41,7 +49,10 @@ from homeserver.storage.filters import FilterStore
 from homeserver.storage.migrations import apply_migrations
 from homeserver.storage.profiles import ProfileStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.room_directory import RoomDirectoryStore
+from homeserver.storage.search import SearchStore
 from homeserver.storage.uiaa_sessions import UiaaSessionStore
+from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.filter_service import FilterService
 from homeserver.sync.notifier import Notifier
@@ -60,6 +71,7 @@ class Homeserver:
         self._build_accounts()
         self._build_rooms()
         self._build_sync()
+        self._build_directories_and_search()
         self._runners: list[web.AppRunner] = []
 
     def _build_accounts(self) -> None:
@@ -108,12 +120,29 @@ class Homeserver:
         self.notifier = Notifier()
         self.filters = FilterService(self.db, FilterStore())
 
+    def _build_directories_and_search(self) -> None:
+        """Room and user directories, and full-text search with its after-commit indexer."""
+        rooms = self.rooms
+        self.room_directory = RoomDirectory(self.db, rooms.stores, RoomDirectoryStore(), rooms.access,
+                                            rooms.loader, server_name=self.config.server_name)
+        self.user_directory = UserDirectory(self.db, UserDirectoryStore(), rooms.stores.memberships)
+        search_store = SearchStore()
+        self.search_indexer = SearchIndexer(self.db, search_store, rooms.stores, rooms.loader)
+        rooms.add_event_listener(self.search_indexer.on_event_persisted)
+        self.room_event_search = RoomEventSearch(
+            self.db, search_store, rooms.stores, rooms.loader, rooms.visibility,
+            ContextLoader(rooms.stores, rooms.loader, rooms.visibility))
+
     async def open(self) -> None:
         """Open the database and apply pending migrations."""
         await self.db.open()
         applied = await apply_migrations(self.db, now_ms=self.clock.time_ms())
         if applied:
             logger.info("applied migrations %s", applied)
+        # Events committed but not indexed when the last process stopped.
+        indexed = await self.search_indexer.catch_up()
+        if indexed:
+            logger.info("search index caught up over %d events", indexed)
 
     async def close(self) -> None:
         for runner in self._runners:
@@ -131,6 +160,9 @@ class Homeserver:
         self._add_account_routes(app, registrar)
         registrar.add_routes(app, Filters(self.filters).endpoints())
         registrar.add_routes(app, Rooms(self.rooms).endpoints())
+        registrar.add_routes(app, RoomDirectoryApi(self.room_directory).endpoints())
+        registrar.add_routes(app, UserDirectoryApi(self.user_directory).endpoints())
+        registrar.add_routes(app, Search(self.room_event_search).endpoints())
         return app
 
     def _add_account_routes(self, app: web.Application, registrar: Registrar) -> None:

@@ -56,8 +56,9 @@ class MembershipService:
                 raise Forbidden("You are banned from this room")
             if current is not None and current.membership == "join":
                 return room_id
-            content = await self._content(user_id, "join", reason)
             authoriser = await self._restricted_authoriser(conn, room_id, user_id, current)
+        # Outside the connection block: the profile lookup takes its own connection.
+        content = await self._content(user_id, "join", reason)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
         await self._send(room_id, user_id, user_id, content)

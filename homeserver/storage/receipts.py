@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from homeserver.storage import streams
+from homeserver.storage.batch import fetch_for_ids
 from homeserver.storage.database import Connection, Database
 
 STREAM = "receipts"
@@ -41,6 +42,9 @@ WHERE room_id = $1 AND receipt_type = $2 AND user_id = $3 AND thread_id = $4
 """
 _COLUMNS = "room_id, receipt_type, user_id, thread_id, event_id, data, stream_id"
 SELECT_ROOM = f"SELECT {_COLUMNS} FROM receipts WHERE room_id = $1 ORDER BY stream_id"
+_ROOMS = f"SELECT {_COLUMNS} FROM receipts WHERE stream_id <= $2 AND room_id "
+SELECT_ROOMS_PG = _ROOMS + "= ANY($1::text[]) ORDER BY stream_id"
+SELECT_ROOMS_SQLITE = _ROOMS + "IN (SELECT value FROM json_each($1)) ORDER BY stream_id"
 SELECT_RANGE = f"""
 SELECT {_COLUMNS} FROM receipts WHERE stream_id > $1 AND stream_id <= $2 ORDER BY stream_id
 """
@@ -72,6 +76,12 @@ class ReceiptStore:
     async def for_room(self, db: Database | Connection, room_id: str) -> list[Receipt]:
         """Every current receipt in the room (initial sync)."""
         return [_receipt(r) for r in await db.fetch(SELECT_ROOM, room_id)]
+
+    async def for_rooms(self, conn: Connection, room_ids: list[str], up_to: int) -> list[Receipt]:
+        """Every current receipt of these rooms written at or before `up_to`, in one
+        query (an initial sync asks for all of a user's rooms)."""
+        rows = await fetch_for_ids(conn, SELECT_ROOMS_PG, SELECT_ROOMS_SQLITE, room_ids, up_to)
+        return [_receipt(r) for r in rows]
 
     async def in_range(self, db: Database | Connection, after: int, up_to: int) -> list[Receipt]:
         """Receipts written in (after, up_to], all rooms; callers keep the rooms they want.

@@ -29,6 +29,7 @@ READ_PRIVATE = "m.read.private"
 FULLY_READ = "m.fully_read"
 RECEIPT_TYPES = (READ, READ_PRIVATE)
 MAIN_THREAD = "main"
+MAX_STREAM_POSITION = 2**63 - 1
 
 
 def validate_thread_id(receipt_type: str, thread_id: Any) -> str | None:
@@ -124,29 +125,34 @@ class ReceiptService:
 
     # --- for /sync ---------------------------------------------------------------------
 
-    async def receipts_initial(self, user_id: str, rooms: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """room -> m.receipt event with every current receipt the user may see."""
-        out: dict[str, dict[str, Any]] = {}
-        for room_id in rooms:
-            event = _receipt_event(user_id, await self._store.for_room(self._db, room_id))
-            if event is not None:
-                out[room_id] = event
-        return out
+    async def receipts_initial(self, user_id: str, rooms: Iterable[str],
+                               up_to: int | None = None) -> dict[str, dict[str, Any]]:
+        """room -> m.receipt event with every current receipt the user may see (written
+        at or before `up_to`, the sync's receipts position, when given)."""
+        limit = MAX_STREAM_POSITION if up_to is None else up_to
+        async with self._db.connection() as conn:
+            receipts = await self._store.for_rooms(conn, list(rooms), limit)
+        return _by_room(user_id, receipts)
 
     async def receipts_since(self, user_id: str, rooms: Iterable[str], since: int,
                              up_to: int) -> dict[str, dict[str, Any]]:
         """room -> m.receipt event with the receipts written in (since, up_to]."""
         wanted = set(rooms)
-        by_room: dict[str, list[Receipt]] = {}
-        for receipt in await self._store.in_range(self._db, since, up_to):
-            if receipt.room_id in wanted:
-                by_room.setdefault(receipt.room_id, []).append(receipt)
-        out: dict[str, dict[str, Any]] = {}
-        for room_id, receipts in by_room.items():
-            event = _receipt_event(user_id, receipts)
-            if event is not None:
-                out[room_id] = event
-        return out
+        receipts = [r for r in await self._store.in_range(self._db, since, up_to)
+                    if r.room_id in wanted]
+        return _by_room(user_id, receipts)
+
+
+def _by_room(viewer: str, receipts: list[Receipt]) -> dict[str, dict[str, Any]]:
+    by_room: dict[str, list[Receipt]] = {}
+    for receipt in receipts:
+        by_room.setdefault(receipt.room_id, []).append(receipt)
+    out: dict[str, dict[str, Any]] = {}
+    for room_id, room_receipts in by_room.items():
+        event = _receipt_event(viewer, room_receipts)
+        if event is not None:
+            out[room_id] = event
+    return out
 
 
 def _receipt_event(viewer: str, receipts: list[Receipt]) -> dict[str, Any] | None:

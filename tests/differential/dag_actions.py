@@ -20,7 +20,15 @@ from tests.differential.room_sim import CREATOR, USERS, Node, RoomSim, StateMap
 
 PL_KEY = ("m.room.power_levels", "")
 LEVELS = [0, 10, 50, 75, 100, 101]
-NAMED_LEVELS = ["ban", "kick", "invite", "redact", "state_default", "events_default", "users_default"]
+NAMED_LEVELS = [
+    "ban",
+    "kick",
+    "invite",
+    "redact",
+    "state_default",
+    "events_default",
+    "users_default",
+]
 JOIN_RULES = ["public", "invite", "knock", "restricted", "knock_restricted", "private"]
 KINDS = [
     "join",
@@ -50,8 +58,24 @@ KINDS = [
 # Odd power-level values: valid stringy forms (rooms/v1#mroompower_levels-events-accept-
 # values-as-strings), invalid ones, and v1–5 floats.
 WEIRD_LEVELS: list[Any] = [
-    " 50 ", "+50", "-5", "0100", "\t75\n", "1_0", "\u0665\u0660", "5.0", "1e2", "abc", "", "+-5",
-    True, None, [50], {"a": 1}, 2**53 - 1, -(2**53) + 1,
+    " 50 ",
+    "+50",
+    "-5",
+    "0100",
+    "\t75\n",
+    "1_0",
+    "\u0665\u0660",
+    "5.0",
+    "1e2",
+    "abc",
+    "",
+    "+-5",
+    True,
+    None,
+    [50],
+    {"a": 1},
+    2**53 - 1,
+    -(2**53) + 1,
 ]
 FLOAT_LEVELS: list[Any] = [50.0, 50.7, -0.5, 1e3, 99.999]
 # An identity server's key for third-party invites, and a key that is not it.
@@ -148,7 +172,10 @@ def bootstrap(sim: RoomSim, script: Script) -> None:
             type="m.room.member", sender=user, state_key=user, content={"membership": "join"}
         )
 
-    node = sim.add([], lambda _b: dict(type="m.room.create", sender=CREATOR, state_key="", content=create_content))
+    node = sim.add(
+        [],
+        lambda _b: dict(type="m.room.create", sender=CREATOR, state_key="", content=create_content),
+    )
     assert node is not None, "bootstrap create rejected"
     node = sim.add([node], member(CREATOR))
     assert node is not None, "creator join rejected"
@@ -156,12 +183,17 @@ def bootstrap(sim: RoomSim, script: Script) -> None:
     if v < 12:
         users[CREATOR] = 100
     pl = {"users": users, "users_default": 0, "events": {"m.room.name": 50}}
-    node = sim.add([node], lambda _b: dict(type="m.room.power_levels", sender=CREATOR, state_key="", content=pl))
+    node = sim.add(
+        [node],
+        lambda _b: dict(type="m.room.power_levels", sender=CREATOR, state_key="", content=pl),
+    )
     assert node is not None, "bootstrap power levels rejected"
     rule = script.initial_join_rule
     node = sim.add(
         [node],
-        lambda _b: dict(type="m.room.join_rules", sender=CREATOR, state_key="", content={"join_rule": rule}),
+        lambda _b: dict(
+            type="m.room.join_rules", sender=CREATOR, state_key="", content={"join_rule": rule}
+        ),
     )
     assert node is not None
     for user in USERS[1:4]:
@@ -169,7 +201,10 @@ def bootstrap(sim: RoomSim, script: Script) -> None:
             invited = sim.add(
                 [node],
                 lambda _b, u=user: dict(
-                    type="m.room.member", sender=CREATOR, state_key=u, content={"membership": "invite"}
+                    type="m.room.member",
+                    sender=CREATOR,
+                    state_key=u,
+                    content={"membership": "invite"},
                 ),
             )
             node = invited or node
@@ -209,14 +244,26 @@ def make_fields(sim: RoomSim, a: Action, before: StateMap) -> dict[str, Any] | N
     if kind == "bad_membership":
         return member(target, ["foo", "JOIN", ""][a.variant % 3])
     if kind == "power_levels":
-        return dict(common, type="m.room.power_levels", state_key="", content=_new_power_levels(sim, a, before))
+        return dict(
+            common,
+            type="m.room.power_levels",
+            state_key="",
+            content=_new_power_levels(sim, a, before),
+        )
     if kind == "topic":
-        return dict(common, type="m.room.topic", state_key="", content={"topic": f"topic {a.variant}"})
+        return dict(
+            common, type="m.room.topic", state_key="", content={"topic": f"topic {a.variant}"}
+        )
     if kind == "name":
         return dict(common, type="m.room.name", state_key="", content={"name": f"name {a.variant}"})
     if kind == "history_visibility":
         vis = ["shared", "joined", "invited", "world_readable"][a.variant % 4]
-        return dict(common, type="m.room.history_visibility", state_key="", content={"history_visibility": vis})
+        return dict(
+            common,
+            type="m.room.history_visibility",
+            state_key="",
+            content={"history_visibility": vis},
+        )
     if kind == "join_rules":
         rule = JOIN_RULES[a.variant % len(JOIN_RULES)]
         content: dict[str, Any] = {"join_rule": rule}
@@ -224,12 +271,16 @@ def make_fields(sim: RoomSim, a: Action, before: StateMap) -> dict[str, Any] | N
             content["allow"] = [{"type": "m.room_membership", "room_id": "!other:b.example"}]
         return dict(common, type="m.room.join_rules", state_key="", content=content)
     if kind == "message":
-        return dict(common, type="m.room.message", content={"msgtype": "m.text", "body": str(a.variant)})
+        return dict(
+            common, type="m.room.message", content={"msgtype": "m.text", "body": str(a.variant)}
+        )
     if kind == "redaction":
         return _redaction(sim, a, common)
     if kind == "aliases":
         domain = [sender.partition(":")[2], "z.example"][a.variant % 2]
-        return dict(common, type="m.room.aliases", state_key=domain, content={"aliases": [f"#r:{domain}"]})
+        return dict(
+            common, type="m.room.aliases", state_key=domain, content={"aliases": [f"#r:{domain}"]}
+        )
     if kind == "custom_state":
         key = [target, "", "x"][a.variant % 3]
         return dict(common, type="org.example.state", state_key=key, content={"v": a.variant})
@@ -243,9 +294,19 @@ def make_fields(sim: RoomSim, a: Action, before: StateMap) -> dict[str, Any] | N
     if kind == "third_party_invite_redeem":
         return _redeem_third_party_invite(a, common)
     if kind == "weird_power_levels":
-        return dict(common, type="m.room.power_levels", state_key="", content=_weird_power_levels(sim, a, before))
+        return dict(
+            common,
+            type="m.room.power_levels",
+            state_key="",
+            content=_weird_power_levels(sim, a, before),
+        )
     if kind == "second_create":
-        return dict(common, type="m.room.create", state_key="", content={"room_version": sim.rv.identifier, "creator": sender})
+        return dict(
+            common,
+            type="m.room.create",
+            state_key="",
+            content={"room_version": sim.rv.identifier, "creator": sender},
+        )
     raise AssertionError(f"unknown action kind {kind}")
 
 
@@ -263,7 +324,9 @@ def _new_power_levels(sim: RoomSim, a: Action, before: StateMap) -> dict[str, An
         content[NAMED_LEVELS[(a.target + a.variant) % len(NAMED_LEVELS)]] = level
     elif choice == 2:
         events = content.setdefault("events", {})
-        events[["m.room.topic", "m.room.name", "m.room.power_levels", "m.room.message"][a.target % 4]] = level
+        events[
+            ["m.room.topic", "m.room.name", "m.room.power_levels", "m.room.message"][a.target % 4]
+        ] = level
     else:
         content.get("users", {}).pop(USERS[a.target], None)
     return content
@@ -299,7 +362,9 @@ def _third_party_invite_content(variant: int) -> dict[str, Any]:
     if shape in (0, 2):
         content["public_key"] = IDENTITY_PUBLIC
     if shape in (1, 2):
-        content["public_keys"] = [{"public_key": IDENTITY_PUBLIC, "key_validity_url": "https://id.example/v"}]
+        content["public_keys"] = [
+            {"public_key": IDENTITY_PUBLIC, "key_validity_url": "https://id.example/v"}
+        ]
     if shape == 3:
         content["public_key"] = "not base64!"
     return content
@@ -316,5 +381,8 @@ def _redeem_third_party_invite(a: Action, common: dict[str, Any]) -> dict[str, A
         common,
         type="m.room.member",
         state_key=target,
-        content={"membership": "invite", "third_party_invite": {"display_name": "x", "signed": signed}},
+        content={
+            "membership": "invite",
+            "third_party_invite": {"display_name": "x", "signed": signed},
+        },
     )

@@ -14,7 +14,9 @@ from typing import Any
 from unpaddedbase64 import decode_base64
 
 
-def synapse_redaction_expected(room_version: str, event: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+def synapse_redaction_expected(
+    room_version: str, event: dict[str, Any], ours: dict[str, Any]
+) -> dict[str, Any]:
     """What Synapse returns for `redact(event)`, given our spec-following result.
 
     D1: in room v12 Synapse drops `room_id` from a redacted m.room.create event. A v12
@@ -48,7 +50,9 @@ def strip_synapse_unsigned(event: dict[str, Any], theirs: dict[str, Any]) -> dic
     return {k: v for k, v in theirs.items() if k != "unsigned"}
 
 
-def synapse_auth_crash_expected(event: dict[str, Any], auth_events: list[dict[str, Any]]) -> str | None:
+def synapse_auth_crash_expected(
+    event: dict[str, Any], auth_events: list[dict[str, Any]]
+) -> str | None:
     """The deviation under which Synapse's auth code raises instead of rejecting, or None.
     (Our side must then reject: the spec rejects these events.)
 
@@ -74,7 +78,9 @@ def synapse_auth_crash_expected(event: dict[str, Any], auth_events: list[dict[st
     for auth_event in auth_events:
         if auth_event.get("type") == "m.room.third_party_invite":
             keys = [auth_event.get("content", {}).get("public_key")]
-            keys += [k.get("public_key") for k in auth_event.get("content", {}).get("public_keys", [])]
+            keys += [
+                k.get("public_key") for k in auth_event.get("content", {}).get("public_keys", [])
+            ]
             if any(isinstance(k, str) and not _is_base64(k) for k in keys):
                 return "D6"
     return None
@@ -94,7 +100,9 @@ def _domain(identifier: Any) -> str | None:
     return identifier.partition(":")[2]
 
 
-def synapse_stricter_auth(event: dict[str, Any], create: dict[str, Any], synapse_reason: str) -> str | None:
+def synapse_stricter_auth(
+    event: dict[str, Any], create: dict[str, Any], synapse_reason: str
+) -> str | None:
     """The deviation under which Synapse rejects an event the spec's rules allow, or None.
 
     D4: in a room whose create event has `m.federate: false`, Synapse also rejects an
@@ -118,7 +126,15 @@ def synapse_stricter_auth(event: dict[str, Any], create: dict[str, Any], synapse
 
 # The integer string format of rooms/v1#mroompower_levels-events-accept-values-as-strings.
 _SPEC_INT_STRING = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
-_LEVEL_NAMES = ("users_default", "events_default", "state_default", "ban", "redact", "kick", "invite")
+_LEVEL_NAMES = (
+    "users_default",
+    "events_default",
+    "state_default",
+    "ban",
+    "redact",
+    "kick",
+    "invite",
+)
 
 
 def _spec_defined_level(value: Any, room_version: int) -> bool:
@@ -159,7 +175,9 @@ def pre_v10_undefined_power_levels(room_version: str, event: dict[str, Any]) -> 
     return not all(_spec_defined_level(v, version) for v in values)
 
 
-def _closure(starts: Any, auth_of: dict[str, list[str]], within: set[str] | None = None) -> set[str]:
+def _closure(
+    starts: Any, auth_of: dict[str, list[str]], within: set[str] | None = None
+) -> set[str]:
     """Events reachable from `starts` through auth_events, `starts` included; with
     `within`, the walk only steps onto events in `within`."""
     seen = set(starts)
@@ -188,7 +206,9 @@ def _is_power_event(event: dict[str, Any]) -> bool:
 
 
 def synapse_power_closure_differs(
-    room_version: str, state_sets: list[dict[tuple[str, str], str]], events: dict[str, dict[str, Any]]
+    room_version: str,
+    state_sets: list[dict[tuple[str, str], str]],
+    events: dict[str, dict[str, Any]],
 ) -> bool:
     """D7: whether Synapse's step-1 set X differs from the spec's for this resolution.
 
@@ -217,7 +237,9 @@ def synapse_power_closure_differs(
     chains = [_closure(s.values(), auth_of) for s in state_sets]
     full = conflicted_ids | (set().union(*chains) - chains[0].intersection(*chains[1:]))
     if room_version == "12":
-        above = {e for e in _closure(conflicted_ids, auth_of) if _closure([e], auth_of) & conflicted_ids}
+        above = {
+            e for e in _closure(conflicted_ids, auth_of) if _closure([e], auth_of) & conflicted_ids
+        }
         full |= above
     power = {e for e in full if e in events and _is_power_event(events[e])}
     spec_x = power | (_closure(power, auth_of) & full)
@@ -259,7 +281,10 @@ def v1_member_conflicts_interact(
             event = events.get(eid)
             if event is None:
                 continue
-            reads = {("m.room.member", event.get("sender")), ("m.room.member", event.get("state_key"))}
+            reads = {
+                ("m.room.member", event.get("sender")),
+                ("m.room.member", event.get("state_key")),
+            }
             if any(k in conflicted for k in reads - {key}):
                 return True
     return False

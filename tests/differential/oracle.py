@@ -33,9 +33,7 @@ def build_oracle_python(timeout: float = 1200) -> str:
         stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"{VENV_SCRIPT.name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-        )
+        raise RuntimeError(f"{VENV_SCRIPT.name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout.strip().splitlines()[-1]
 
 

@@ -22,7 +22,9 @@ ALICE, BOB, DAN, ERIN = CREATOR, "@bob:b.example", "@dan:c.example", "@erin:b.ex
 
 
 def _ev(type: str, sender: str, state_key: str | None, content: dict[str, Any], **kw: Any) -> Any:
-    return lambda _before: dict(type=type, sender=sender, state_key=state_key, content=content, **kw)
+    return lambda _before: dict(
+        type=type, sender=sender, state_key=state_key, content=content, **kw
+    )
 
 
 def _member(sender: str, target: str, membership: str) -> Any:
@@ -63,7 +65,9 @@ def _both(sim: RoomSim, oracle: SynapseOracle, sets: list[StateMap]) -> tuple[St
     return ours, {(t, k): e for t, k, e in theirs}
 
 
-def test_d7_power_event_auth_chain_through_unconflicted_event(synapse_oracle: SynapseOracle) -> None:
+def test_d7_power_event_auth_chain_through_unconflicted_event(
+    synapse_oracle: SynapseOracle,
+) -> None:
     """Dan joins twice concurrently (JA, then JB), then sends power levels PL2 citing JB.
     Alice's kick of Erin (a power event) cites PL2. JB is in the kick's auth chain
     (through PL2, which is unconflicted): the spec sorts it with the power events, so the
@@ -77,7 +81,9 @@ def test_d7_power_event_auth_chain_through_unconflicted_event(synapse_oracle: Sy
     )
     ja = _chain(sim, base, _member(DAN, DAN, "join"))
     jb = _chain(sim, base, _member(DAN, DAN, "join"))
-    pl2 = _chain(sim, jb, _ev("m.room.power_levels", DAN, "", {"users": {ALICE: 100, DAN: 50}, "ban": 40}))
+    pl2 = _chain(
+        sim, jb, _ev("m.room.power_levels", DAN, "", {"users": {ALICE: 100, DAN: 50}, "ban": 40})
+    )
     kick = _chain(sim, pl2, _member(ALICE, ERIN, "leave"))
     s1 = {**ja.state_after, ("m.room.power_levels", ""): pl2.pdu.event_id}
     s2 = kick.state_after
@@ -85,7 +91,9 @@ def test_d7_power_event_auth_chain_through_unconflicted_event(synapse_oracle: Sy
     dan = ("m.room.member", DAN)
     assert ours[dan] == ja.pdu.event_id
     assert theirs[dan] == jb.pdu.event_id
-    assert {k: v for k, v in ours.items() if k != dan} == {k: v for k, v in theirs.items() if k != dan}
+    assert {k: v for k, v in ours.items() if k != dan} == {
+        k: v for k, v in theirs.items() if k != dan
+    }
     events = {eid: e.get_json() for eid, e in sim.events.items()}
     assert synapse_power_closure_differs("10", [s1, s2], events)  # the exclusion sees it
 

@@ -1,0 +1,71 @@
+"""Room summaries (joined rooms) and stripped state (invites and knocks) for /sync.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync (RoomSummary)
+and #stripped-state. Both are read for all rooms of a sync in a fixed number of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from homeserver.rooms.stores import RoomStores
+from homeserver.storage.database import Connection
+from homeserver.storage.sync_queries import SyncQueries
+from homeserver.sync.room_plan import RoomPlan
+
+JsonDict = dict[str, Any]
+MAX_HEROES = 5
+# The state a client needs to show an invite or knock before joining (spec: stripped
+# state, "recommended" events).
+STRIPPED_TYPES = ("m.room.create", "m.room.name", "m.room.avatar", "m.room.topic",
+                  "m.room.join_rules", "m.room.canonical_alias", "m.room.encryption")
+
+
+class RoomExtras:
+    def __init__(self, stores: RoomStores, queries: SyncQueries):
+        self._stores = stores
+        self._queries = queries
+
+    async def summaries(self, conn: Connection, user_id: str,
+                        room_ids: Sequence[str]) -> dict[str, JsonDict]:
+        """room -> RoomSummary. Heroes: the first joined or invited members by stream
+        ordering, else the first who left or were banned; never the user."""
+        if not room_ids:
+            return {}
+        counts = await self._queries.member_counts(conn, room_ids)
+        candidates = await self._queries.hero_candidates(conn, room_ids, user_id, MAX_HEROES)
+        out = {}
+        for room_id in room_ids:
+            present, others = candidates.get(room_id, ([], []))
+            room_counts = counts.get(room_id, {})
+            out[room_id] = {
+                "m.heroes": (present or others)[:MAX_HEROES],
+                "m.joined_member_count": room_counts.get("join", 0),
+                "m.invited_member_count": room_counts.get("invite", 0),
+            }
+        return out
+
+    async def stripped_states(self, conn: Connection,
+                              plans: Sequence[RoomPlan]) -> dict[str, list[JsonDict]]:
+        """room -> stripped state after the user's invite or knock, that event last."""
+        if not plans:
+            return {}
+        event_states = await self._queries.event_states(
+            conn, [p.membership.event_id for p in plans])
+        snapshots = [event_states[p.membership.event_id][1] for p in plans
+                     if p.membership.event_id in event_states]
+        states = await self._queries.snapshot_states(conn, snapshots)
+        wanted: dict[str, list[str]] = {}
+        for plan in plans:
+            after = event_states.get(plan.membership.event_id)
+            state = states.get(after[1], {}) if after is not None else {}
+            ids = [state[(t, "")] for t in STRIPPED_TYPES if (t, "") in state]
+            wanted[plan.room_id] = [*ids, plan.membership.event_id]
+        stored = await self._stores.events.get_pdus(conn, [e for ids in wanted.values() for e in ids])
+        out: dict[str, list[JsonDict]] = {}
+        for room_id, ids in wanted.items():
+            out[room_id] = [{"type": p.type, "state_key": p.state_key, "content": p.content,
+                             "sender": p.sender}
+                            for p in (stored[e] for e in dict.fromkeys(ids) if e in stored)]
+        return out

@@ -1,0 +1,106 @@
+"""What a /sync computes, before it becomes JSON: the request and the response sections.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync . The
+same result is the body of a /sync response and of one WebSocket message, so it is built
+here once and serialised by `to_json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from homeserver.sync.filters import Filter
+from homeserver.sync.tokens import SyncToken
+
+JsonDict = dict[str, Any]
+
+ONLINE = "online"
+OFFLINE = "offline"
+UNAVAILABLE = "unavailable"
+SET_PRESENCE_VALUES = (ONLINE, OFFLINE, UNAVAILABLE)
+
+
+@attrs.frozen
+class SyncRequest:
+    user_id: str
+    device_id: str | None
+    filter: Filter
+    since: SyncToken | None = None
+    full_state: bool = False
+    timeout_ms: int = 0
+    set_presence: str = ONLINE
+    use_state_after: bool = False
+
+
+@attrs.frozen
+class Timeline:
+    events: list[JsonDict]
+    limited: bool
+    prev_batch: str
+
+    def to_json(self) -> JsonDict:
+        return {"events": self.events, "limited": self.limited, "prev_batch": self.prev_batch}
+
+
+@attrs.frozen
+class RoomResult:
+    """One room of `rooms.join` or `rooms.leave` (leave rooms carry no ephemeral,
+    summary or counts)."""
+
+    timeline: Timeline
+    state: list[JsonDict]
+    account_data: list[JsonDict] = attrs.field(factory=list)
+    ephemeral: list[JsonDict] | None = None
+    summary: JsonDict | None = None
+    unread_notifications: JsonDict | None = None
+    # True: `state` is the spec's `state_after` (use_state_after was requested).
+    state_after: bool = False
+
+    def has_updates(self) -> bool:
+        return bool(self.timeline.events or self.state or self.account_data or self.ephemeral)
+
+    def to_json(self) -> JsonDict:
+        out: JsonDict = {
+            "timeline": self.timeline.to_json(),
+            "state_after" if self.state_after else "state": {"events": self.state},
+            "account_data": {"events": self.account_data},
+        }
+        if self.ephemeral is not None:
+            out["ephemeral"] = {"events": self.ephemeral}
+        if self.summary is not None:
+            out["summary"] = self.summary
+        if self.unread_notifications is not None:
+            out["unread_notifications"] = self.unread_notifications
+        return out
+
+
+@attrs.frozen
+class SyncResult:
+    next_batch: SyncToken
+    join: dict[str, RoomResult] = attrs.field(factory=dict)
+    leave: dict[str, RoomResult] = attrs.field(factory=dict)
+    # room -> stripped state events
+    invite: dict[str, list[JsonDict]] = attrs.field(factory=dict)
+    knock: dict[str, list[JsonDict]] = attrs.field(factory=dict)
+    presence: list[JsonDict] = attrs.field(factory=list)
+    account_data: list[JsonDict] = attrs.field(factory=list)
+
+    def is_empty(self) -> bool:
+        """Nothing a client needs to see: a long-poll keeps waiting."""
+        return not (self.join or self.leave or self.invite or self.knock or self.presence
+                    or self.account_data)
+
+    def to_json(self) -> JsonDict:
+        return {
+            "next_batch": self.next_batch.serialize(),
+            "rooms": {
+                "join": {r: room.to_json() for r, room in self.join.items()},
+                "invite": {r: {"invite_state": {"events": ev}} for r, ev in self.invite.items()},
+                "knock": {r: {"knock_state": {"events": ev}} for r, ev in self.knock.items()},
+                "leave": {r: room.to_json() for r, room in self.leave.items()},
+            },
+            "presence": {"events": self.presence},
+            "account_data": {"events": self.account_data},
+        }
