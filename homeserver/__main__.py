@@ -20,6 +20,7 @@ from homeserver.errors import MatrixError
 from homeserver.generate_config import REGISTRATION_POLICIES, generate_config
 from homeserver.log_context import setup_logging
 from homeserver.server import Homeserver, run
+from homeserver.storage.database import DatabaseUnavailable
 
 logger = logging.getLogger("homeserver")
 
@@ -86,8 +87,10 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(config.log_level)
     try:
         asyncio.run(_serve(config))
+    except DatabaseUnavailable as e:
+        raise CommandError(str(e)) from None
     except OSError as e:
-        # A busy port, an unreachable database, an unreadable TLS file.
+        # A busy port, an unreadable TLS file.
         raise CommandError(f"cannot start: {e}") from None
     return 0
 
@@ -117,8 +120,8 @@ def _register_user(args: argparse.Namespace) -> int:
         user_id = asyncio.run(_create_account(config, localpart, password, args.admin))
     except MatrixError as e:
         raise CommandError(f"{e.errcode}: {e.error}") from None
-    except OSError as e:
-        raise CommandError(f"cannot open the database: {e}") from None
+    except DatabaseUnavailable as e:
+        raise CommandError(str(e)) from None
     print(user_id)
     return 0
 

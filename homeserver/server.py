@@ -14,12 +14,22 @@ from client_api.devices import DeviceManagement
 from client_api.discovery import Discovery
 from client_api.filters import Filters
 from client_api.login import Login
+from client_api.messages import Messages
+from client_api.presence import Presence
 from client_api.profile import Profile
-from client_api.registrar import Registrar, create_app
+from client_api.receipts import Receipts
+from client_api.registrar import CLIENT_PREFIX, Registrar, create_app
 from client_api.registration import Registration
+from client_api.relations import Relations
 from client_api.room_directory import RoomDirectoryApi
 from client_api.rooms import Rooms
 from client_api.search import Search
+from client_api.spaces import Spaces
+from client_api.sync import Sync
+from client_api.sync_ws import PATH as SYNC_STREAM_PATH
+from client_api.sync_ws import SyncStream
+from client_api.tags import Tags
+from client_api.typing import Typing
 from client_api.user_directory import UserDirectoryApi
 from federation.app import build_federation_app
 from homeserver.accounts.account import AccountManagement
@@ -29,6 +39,7 @@ from homeserver.accounts.login import LoginService
 from homeserver.accounts.passwords import Passwords
 from homeserver.accounts.profiles import Profiles
 from homeserver.accounts.registration import RegistrationService
+from homeserver.accounts.tags import RoomTags
 from homeserver.accounts.tokens import AccessTokens
 from homeserver.accounts.uiaa import InteractiveAuth
 from homeserver.accounts.user_directory import UserDirectory
@@ -36,7 +47,9 @@ from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.hierarchy import SpaceHierarchy
 from homeserver.rooms.service import RoomService
+from homeserver.rooms.space_summary import SpaceSummaries
 from homeserver.search.context import ContextLoader
 from homeserver.search.indexer import SearchIndexer
 from homeserver.search.room_events import RoomEventSearch
@@ -47,7 +60,9 @@ from homeserver.storage.database import create_database
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.migrations import apply_migrations
+from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
+from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.room_directory import RoomDirectoryStore
 from homeserver.storage.search import SearchStore
@@ -56,14 +71,24 @@ from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.filter_service import FilterService
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.presence import PresenceService
+from homeserver.sync.receipts import ReceiptService
+from homeserver.sync.sync_extras import SyncExtras
+from homeserver.sync.sync_service import SyncService, UnreadCounts, room_event_listener
+from homeserver.sync.timers import LoopScheduler, Scheduler
+from homeserver.sync.tokens import ACCOUNT_DATA
+from homeserver.sync.typing import TypingService
 
 logger = logging.getLogger(__name__)
 
 
 class Homeserver:
-    def __init__(self, config: Config, *, clock: Clock | None = None):
+    def __init__(self, config: Config, *, clock: Clock | None = None,
+                 scheduler: Scheduler | None = None, unread_counts: UnreadCounts | None = None):
         self.config = config
         self.clock = clock or Clock()
+        self.scheduler = scheduler or LoopScheduler()
+        self._unread_counts = unread_counts
         self.signing_key = load_signing_key(config.signing_key_path)
         db = config.database
         self.db = create_database(db.engine, path=db.path, dsn=db.dsn, pool_size=db.pool_size)
@@ -72,6 +97,7 @@ class Homeserver:
         self._build_rooms()
         self._build_sync()
         self._build_directories_and_search()
+        self._build_spaces_and_tags()
         self._runners: list[web.AppRunner] = []
 
     def _build_accounts(self) -> None:
@@ -105,7 +131,8 @@ class Homeserver:
                                           self.passwords, self.registration)
         self.profiles = Profiles(db, self.profiles_store, self.users_store,
                                  server_name=config.server_name)
-        self.account_data = AccountData(db, self.account_data_store)
+        self.account_data = AccountData(db, self.account_data_store,
+                                        on_change=self._account_data_changed)
 
     def _build_rooms(self) -> None:
         """The room service and its one persistence path; listeners (the sync notifier,
@@ -115,10 +142,25 @@ class Homeserver:
                                  profile_lookup=self.profiles.get_profile)
 
     def _build_sync(self) -> None:
-        """Sync building blocks that need nothing from rooms. Typing, receipts and presence
-        join once the rooms service can supply their Membership/EventLocator ports."""
+        """Sync: the notifier woken by every stream writer, the ephemeral services over
+        the rooms service's Membership/EventLocator ports, and /sync itself."""
+        db, rooms = self.db, self.rooms
         self.notifier = Notifier()
-        self.filters = FilterService(self.db, FilterStore())
+        rooms.add_event_listener(room_event_listener(self.notifier))
+        self.filters = FilterService(db, FilterStore())
+        self.typing = TypingService(self.notifier, rooms, self.clock, self.scheduler)
+        self.receipts = ReceiptService(db, ReceiptStore(), self.account_data_store, self.notifier,
+                                       rooms, rooms, self.clock)
+        self.presence = PresenceService(db, PresenceStore(), self.notifier, rooms, self.clock,
+                                        self.scheduler)
+        extras = SyncExtras(self.account_data_store, self.typing, self.receipts, self.presence)
+        self.sync = SyncService(db, rooms.stores, rooms.loader, extras, self.typing,
+                                self.presence, self.notifier, counts=self._unread_counts,
+                                ignored=self.account_data)
+
+    def _account_data_changed(self, user_id: str, stream_id: int) -> None:
+        # Built before the notifier exists; only called after open(), by then it does.
+        self.notifier.notify(ACCOUNT_DATA, stream_id, users=(user_id,))
 
     def _build_directories_and_search(self) -> None:
         """Room and user directories, and full-text search with its after-commit indexer."""
@@ -133,6 +175,12 @@ class Homeserver:
             self.db, search_store, rooms.stores, rooms.loader, rooms.visibility,
             ContextLoader(rooms.stores, rooms.loader, rooms.visibility))
 
+    def _build_spaces_and_tags(self) -> None:
+        """The space hierarchy over local rooms, and room tags (stored as m.tag account data)."""
+        rooms = self.rooms
+        self.space_hierarchy = SpaceHierarchy(self.db, SpaceSummaries(rooms.stores, rooms.loader))
+        self.room_tags = RoomTags(self.account_data)
+
     async def open(self) -> None:
         """Open the database and apply pending migrations."""
         await self.db.open()
@@ -145,6 +193,7 @@ class Homeserver:
             logger.info("search index caught up over %d events", indexed)
 
     async def close(self) -> None:
+        self.presence.close()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -160,10 +209,25 @@ class Homeserver:
         self._add_account_routes(app, registrar)
         registrar.add_routes(app, Filters(self.filters).endpoints())
         registrar.add_routes(app, Rooms(self.rooms).endpoints())
+        registrar.add_routes(app, Messages(self.rooms.history).endpoints())
+        registrar.add_routes(app, Relations(self.rooms.relations).endpoints())
         registrar.add_routes(app, RoomDirectoryApi(self.room_directory).endpoints())
         registrar.add_routes(app, UserDirectoryApi(self.user_directory).endpoints())
         registrar.add_routes(app, Search(self.room_event_search).endpoints())
+        registrar.add_routes(app, Spaces(self.space_hierarchy).endpoints())
+        registrar.add_routes(app, Tags(self.room_tags).endpoints())
+        self._add_sync_routes(app, registrar)
         return app
+
+    def _add_sync_routes(self, app: web.Application, registrar: Registrar) -> None:
+        registrar.add_routes(app, Sync(self.sync, self.filters).endpoints())
+        registrar.add_routes(app, Typing(self.typing).endpoints())
+        registrar.add_routes(app, Receipts(self.receipts).endpoints())
+        registrar.add_routes(app, Presence(self.presence).endpoints())
+        # A WebSocket is no JSON endpoint, so it bypasses the registrar's table; it
+        # authenticates through the same Authenticator (see client_api/sync_ws.py).
+        stream = SyncStream(self.sync, self.filters, self.authenticator)
+        app.router.add_get(CLIENT_PREFIX + SYNC_STREAM_PATH, stream.handle)
 
     def _add_account_routes(self, app: web.Application, registrar: Registrar) -> None:
         config = self.config

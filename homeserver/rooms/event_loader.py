@@ -1,6 +1,6 @@
 """Loading stored events in client format for one requester: redactions applied, the
-sender's transaction IDs and the replaced state's content added. Shared by the room
-endpoints and sync."""
+sender's transaction IDs, the replaced state's content and the bundled aggregations
+(`unsigned.m.relations`) added. Shared by the room endpoints and sync."""
 
 from __future__ import annotations
 
@@ -8,21 +8,36 @@ from collections.abc import Sequence
 
 from homeserver.clock import Clock
 from homeserver.events.pdu import Pdu
+from homeserver.rooms.aggregations import Aggregations, bundle_json
 from homeserver.rooms.client_format import JsonDict, format_client_event
 from homeserver.rooms.stores import RoomStores
 from homeserver.state.auth_context import server_of
 from homeserver.storage.database import Connection
 from homeserver.storage.events import StoredEvent
 
+# Top-level events bundle their children; a thread's latest reply bundles its own edit;
+# the events bundled there bundle nothing (a reply cannot itself be a thread root).
+_BUNDLE_DEPTH = 2
+
 
 class ClientEventLoader:
-    def __init__(self, stores: RoomStores, clock: Clock):
+    def __init__(self, stores: RoomStores, clock: Clock, aggregations: Aggregations | None = None):
         self._stores = stores
         self._clock = clock
+        self._aggregations = aggregations
 
     async def format(self, conn: Connection, events: Sequence[StoredEvent], *, user_id: str,
-                     device_id: str | None, include_room_id: bool = True) -> list[JsonDict]:
-        """The events in client format, in the given order."""
+                     device_id: str | None, include_room_id: bool = True,
+                     bundle_aggregations: bool = True) -> list[JsonDict]:
+        """The events in client format, in the given order, with their bundled
+        aggregations unless `bundle_aggregations` is False. Batched: the query count does
+        not grow with the number of events."""
+        return await self._format(conn, events, user_id=user_id, device_id=device_id,
+                                  include_room_id=include_room_id,
+                                  depth=_BUNDLE_DEPTH if bundle_aggregations else 0)
+
+    async def _format(self, conn: Connection, events: Sequence[StoredEvent], *, user_id: str,
+                      device_id: str | None, include_room_id: bool, depth: int) -> list[JsonDict]:
         if not events:
             return []
         redacted_by = await self.applied_redactions(conn, [e.pdu for e in events])
@@ -42,7 +57,33 @@ class ClientEventLoader:
                 e.pdu, now_ms=now, redacted_by=redacted_by.get(e.event_id),
                 transaction_id=txn_ids.get(e.event_id), replaces_state=e.replaces_state,
                 prev_content=prev_content, include_room_id=include_room_id))
+        if depth > 0 and self._aggregations is not None:
+            await self._add_bundles(conn, events, out, set(redacted_by), user_id=user_id,
+                                    device_id=device_id, include_room_id=include_room_id, depth=depth)
         return out
+
+    async def _add_bundles(self, conn: Connection, events: Sequence[StoredEvent], out: list[JsonDict],
+                           redacted: set[str], *, user_id: str, device_id: str | None,
+                           include_room_id: bool, depth: int) -> None:
+        assert self._aggregations is not None
+        bundles = await self._aggregations.bundles(conn, user_id, events, redacted=redacted)
+        if not bundles:
+            return
+        nested: dict[str, StoredEvent] = {}
+        for found in bundles.values():
+            if found.replace is not None:
+                nested[found.replace.event_id] = found.replace
+            if found.thread is not None:
+                nested[found.thread.latest.event_id] = found.thread.latest
+        formatted = await self._format(conn, list(nested.values()), user_id=user_id,
+                                       device_id=device_id, include_room_id=include_room_id,
+                                       depth=depth - 1)
+        by_id = dict(zip(nested, formatted, strict=True))
+        for event, client_event in zip(events, out, strict=True):
+            bundle = bundles.get(event.event_id)
+            relations = bundle_json(bundle, by_id) if bundle is not None else None
+            if relations:
+                client_event["unsigned"]["m.relations"] = relations
 
     async def applied_redactions(self, conn: Connection, pdus: Sequence[Pdu]) -> dict[str, Pdu]:
         """`event_id -> redaction` for the events a redaction applies to.

@@ -79,6 +79,9 @@ class PersistedEvent:
 
 
 EventCallback = Callable[[PersistedEvent], Awaitable[None]]
+# Writes rows derived from an event (e.g. relations) inside the persist transaction, so
+# they commit or roll back with the event: `(conn, pdu, stream_ordering)`.
+DerivedWriter = Callable[[Connection, Pdu, int], Awaitable[None]]
 
 
 def format_error(e: EventFormatError) -> BadJson | TooLarge:
@@ -97,6 +100,8 @@ class EventPersister:
         self._locks = RoomLocks()
         # Run after each commit; the sync notifier, push and federation append here.
         self.on_event_persisted: list[EventCallback] = on_event_persisted if on_event_persisted is not None else []
+        # Run inside the transaction, after the event's own rows; a failure aborts it.
+        self.derived_writers: list[DerivedWriter] = []
 
     async def create_room(self, *, room_version: RoomVersion, sender: str,
                           content: Mapping[str, Any], is_public: bool = False) -> PersistedEvent:
@@ -226,6 +231,8 @@ class EventPersister:
         if txn is not None:
             await stores.txn_ids.insert(conn, txn.user_id, txn.device_id, txn.txn_id,
                                         pdu.event_id, room_id, self._clock.time_ms())
+        for writer in self.derived_writers:
+            await writer(conn, pdu, ordering)
         return PersistedEvent(pdu, ordering)
 
     async def _update_extremities_and_current(self, conn: Connection, pdu: Pdu,

@@ -7,6 +7,7 @@ import attrs
 from homeserver.storage.current_state import CurrentStateStore
 from homeserver.storage.events import EventStore
 from homeserver.storage.memberships import MembershipStore
+from homeserver.storage.relations import RelationStore
 from homeserver.storage.rooms import AliasStore, RoomStore
 from homeserver.storage.state import StateStore
 from homeserver.storage.txn_ids import TxnIdStore
@@ -21,3 +22,4 @@ class RoomStores:
     aliases: AliasStore = attrs.field(factory=AliasStore)
     memberships: MembershipStore = attrs.field(factory=MembershipStore)
     txn_ids: TxnIdStore = attrs.field(factory=TxnIdStore)
+    relations: RelationStore = attrs.field(factory=RelationStore)

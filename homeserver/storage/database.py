@@ -15,6 +15,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened (server unreachable, bad credentials, unwritable file).
+
+    Raised by `Database.open()` so callers can report one line without knowing engines."""
+
+
 class Row(Protocol):
     def __getitem__(self, key: int | str) -> Any: ...
     def keys(self) -> Any: ...

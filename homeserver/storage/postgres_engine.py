@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from homeserver.storage.database import Connection, Database, Row
+from homeserver.storage.database import Connection, Database, DatabaseUnavailable, Row
 
 
 class PostgresConnection(Connection):
@@ -51,7 +51,10 @@ class PostgresDatabase(Database):
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+        try:
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {e}") from e
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -8,6 +8,7 @@ long read never waits for a write (WAL gives them a consistent snapshot).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from homeserver.storage.database import Connection, Database, Row
+from homeserver.storage.database import Connection, Database, DatabaseUnavailable, Row
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -72,6 +73,15 @@ def split_sql_script(script: str) -> list[str]:
     return statements
 
 
+def _check_directory(path: str) -> None:
+    # Checked up front: after a failed connect, aiosqlite's worker thread outlives a
+    # short-lived event loop and dies noisily, burying the one-line reason.
+    directory = os.path.dirname(os.path.abspath(path))
+    if path != ":memory:" and not os.path.isdir(directory):
+        raise DatabaseUnavailable(f"cannot open SQLite database {path}: "
+                                  f"directory {directory} does not exist")
+
+
 async def _connect(path: str) -> aiosqlite.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves.
     conn = await aiosqlite.connect(path, isolation_level=None)
@@ -99,7 +109,11 @@ class SqliteDatabase(Database):
         self._all_readers: list[aiosqlite.Connection] = []
 
     async def open(self) -> None:
-        self._writer = await _connect(self.path)
+        _check_directory(self.path)
+        try:
+            self._writer = await _connect(self.path)
+        except sqlite3.Error as e:
+            raise DatabaseUnavailable(f"cannot open SQLite database {self.path}: {e}") from e
         if self.path != ":memory:":
             await _pragma(self._writer, "journal_mode = WAL")
         for _ in range(self._n_readers):

@@ -3,9 +3,10 @@
 Spec: https://spec.matrix.org/v1.19/client-server-api/#syncing . A room is planned from
 the user's membership at the sync's events position:
 
-- join: every joined room; `full` (all state up to the timeline) on an initial sync, with
-  `full_state`, or when the user (re)joined after `since`: the client has none of its
-  state then. Otherwise incremental from `since`.
+- join: every joined room; from scratch (timeline of the newest events, all state up to
+  it) on an initial sync or when the user (re)joined after `since`, as the client has
+  nothing of the room then; otherwise incremental from `since`, `full_state` adding all
+  the state.
 - leave/ban: on an incremental sync when the user left after `since`; on an initial or
   `full_state` sync only with the filter's `include_leave`. The timeline stops at the
   leave. Forgotten rooms never appear.
@@ -34,7 +35,8 @@ class RoomPlan:
     membership: Membership
     # True: the client gets the room's whole state (it has nothing, or asked for all).
     full: bool
-    # The timeline window (low, high] in the events stream.
+    # The timeline window (low, high] in the events stream; low is 0 when the client
+    # has nothing of the room yet.
     low: int
     high: int
 
@@ -61,8 +63,10 @@ def _plan(m: Membership, since: int | None, current: int, include_leave: bool,
     position = m.stream_ordering or 0
     changed = since is None or position > since
     if m.membership == JOIN:
-        full = since is None or full_state or position > since
-        return RoomPlan(m.room_id, JOIN, m, full, 0 if full else since or 0, current)
+        # full_state sends all the state but keeps the timeline incremental (spec).
+        fresh = since is None or position > since
+        return RoomPlan(m.room_id, JOIN, m, fresh or full_state, 0 if fresh else since or 0,
+                        current)
     if m.membership in (INVITE, KNOCK):
         if not changed:
             return None
@@ -74,8 +78,7 @@ def _plan(m: Membership, since: int | None, current: int, include_leave: bool,
         newly_left = since is not None and position > since
         if not newly_left and not ((since is None or full_state) and include_leave):
             return None
-        full = since is None or full_state
         # The timeline stops at the leave: what came after is not theirs to see.
-        return RoomPlan(m.room_id, LEAVE, m, full, 0 if full else since or 0,
-                        min(position, current))
+        return RoomPlan(m.room_id, LEAVE, m, since is None or full_state,
+                        0 if since is None else since, min(position, current))
     return None

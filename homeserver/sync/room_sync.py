@@ -39,6 +39,7 @@ from homeserver.sync.sync_visibility import needs_check, visible_events
 JsonDict = dict[str, Any]
 DEFAULT_TIMELINE_LIMIT = 10
 MEMBER = "m.room.member"
+NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
 
 
 @attrs.define
@@ -72,13 +73,15 @@ class RoomSync:
 
     async def rooms(self, conn: Connection, user_id: str, device_id: str | None,
                     plans: Sequence[RoomPlan], sync_filter: Filter, *, use_state_after: bool,
-                    extra_members: Mapping[str, set[str]]) -> dict[str, RoomContent]:
+                    extra_members: Mapping[str, set[str]],
+                    ignored: frozenset[str] = frozenset()) -> dict[str, RoomContent]:
         """Timeline and state of each planned join/leave room. `extra_members`: room ->
-        users whose membership a lazy-loading client needs besides the senders (heroes)."""
+        users whose membership a lazy-loading client needs besides the senders (heroes).
+        Timeline events of `ignored` senders are left out (spec: #ignoring-users)."""
         if not plans:
             return {}
         rooms = await self._windows(conn, plans, sync_filter.room.timeline)
-        await self._fill_timelines(conn, user_id, rooms, sync_filter.room.timeline)
+        await self._fill_timelines(conn, user_id, rooms, sync_filter.room.timeline, ignored)
         await self._fill_state(conn, user_id, rooms, sync_filter.room.state, use_state_after,
                                extra_members)
         return await self._format(conn, user_id, device_id, rooms, sync_filter)
@@ -99,7 +102,7 @@ class RoomSync:
         return rooms
 
     async def _fill_timelines(self, conn: Connection, user_id: str, rooms: list[_Room],
-                              timeline_filter: RoomEventFilter) -> None:
+                              timeline_filter: RoomEventFilter, ignored: frozenset[str]) -> None:
         stored = await self._stores.events.get_many(conn, [e for r in rooms for e in r.window])
         check = [r for r in rooms
                  if needs_check(r.plan.membership.membership,
@@ -118,7 +121,8 @@ class RoomSync:
             if id(room) in checked:
                 events = visible_events(user_id, events, history.get(room.plan.room_id, []),
                                         visibility.get(room.plan.room_id, []))
-            room.timeline = [e for e in events if timeline_filter.matches(_pdu_view(e))]
+            room.timeline = [e for e in events if e.pdu.sender not in ignored
+                             and timeline_filter.matches(_pdu_view(e))]
 
     async def _fill_state(self, conn: Connection, user_id: str, rooms: list[_Room],
                           state_filter: RoomEventFilter, use_state_after: bool,
@@ -154,19 +158,22 @@ class RoomSync:
             return states.get(snapshot, {}) if snapshot is not None else {}
 
         for room in rooms:
-            boundary = state(end(room) if use_state_after else start(room))
+            shown = state(end(room) if use_state_after else start(room))
             if room.plan.full:
-                entries = dict(boundary)
+                entries = dict(shown)
             elif use_state_after or room.limited:
                 before = state(since(room))
-                entries = {k: v for k, v in boundary.items() if before.get(k) != v}
+                entries = {k: v for k, v in shown.items() if before.get(k) != v}
             else:
                 entries = {}
             gap_members = {k for k in entries if k[0] == MEMBER} if not room.plan.full else set()
             if lazy:
                 keep = {e.pdu.sender for e in room.timeline}
                 if room.plan.full:
-                    keep |= {user_id} | extra_members.get(room.plan.room_id, set())
+                    keep.add(user_id)
+                    # Heroes name a room only when it has no name or alias of its own.
+                    if not any((t, "") in shown for t in NAMING_TYPES):
+                        keep |= extra_members.get(room.plan.room_id, set())
                 senders = {k: v for k, v in state(start(room)).items()
                            if k[0] == MEMBER and k[1] in keep}
                 entries = {k: v for k, v in entries.items()

@@ -16,7 +16,7 @@ import pytest
 from homeserver.config import load_config
 from homeserver.events.signing import decode_verify_key_base64, get_verify_key, key_id, verify_json
 from homeserver.signing_key import load_signing_key
-from tests.cli.conftest import client_port, edit_config, run_cli, spawn_cli
+from tests.cli.conftest import client_port, edit_config, free_port, run_cli, spawn_cli
 
 START_TIMEOUT_S = 30
 
@@ -114,4 +114,20 @@ async def test_busy_port_is_one_line(generated_config: Path) -> None:
         status, _, err = await run_cli("run", "-c", str(generated_config))
     assert status == 1
     assert err.splitlines()[-1].startswith("error: cannot start: ")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("database", "expected"), [
+    ({"engine": "postgres", "dsn": "postgresql://nobody:x@127.0.0.1:{port}/none"},
+     "error: cannot connect to PostgreSQL: "),
+    ({"engine": "sqlite", "path": "no/such/dir/homeserver.db"}, "error: cannot open SQLite database "),
+])
+async def test_unusable_database_is_one_line(generated_config: Path, database: dict[str, str],
+                                             expected: str) -> None:
+    if "dsn" in database:
+        database = {**database, "dsn": database["dsn"].format(port=free_port())}
+    edit_config(generated_config, database=database)
+    status, _, err = await run_cli("run", "-c", str(generated_config))
+    assert status == 1
+    assert err.splitlines()[-1].startswith(expected), err
     assert "Traceback" not in err

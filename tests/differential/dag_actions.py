@@ -8,6 +8,7 @@ Actions that the auth rules reject are dropped by both implementations alike.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -145,10 +146,18 @@ def play(sim: RoomSim, script: Script) -> None:
             parents.append(_pick(sim.nodes, action.merge))
             if action.merge2 is not None:
                 parents.append(_pick(sim.nodes, action.merge2))
-        sim.add(parents, lambda before, a=action: make_fields(sim, a, before))
+        sim.add(parents, functools.partial(_fields_for, sim, action))
     final = sim.leaves()
     if len(final) > 1:
         sim.resolve([n.state_after for n in final[-4:]])
+
+
+def _fixed(fields: dict[str, Any], _before: StateMap) -> dict[str, Any]:
+    return fields
+
+
+def _fields_for(sim: RoomSim, action: Action, before: StateMap) -> dict[str, Any] | None:
+    return make_fields(sim, action, before)
 
 
 def _pick(nodes: list[Node], back: int) -> Node:
@@ -198,15 +207,13 @@ def bootstrap(sim: RoomSim, script: Script) -> None:
     assert node is not None
     for user in USERS[1:4]:
         if rule == "invite":
-            invited = sim.add(
-                [node],
-                lambda _b, u=user: dict(
-                    type="m.room.member",
-                    sender=CREATOR,
-                    state_key=u,
-                    content={"membership": "invite"},
-                ),
+            invite = dict(
+                type="m.room.member",
+                sender=CREATOR,
+                state_key=user,
+                content={"membership": "invite"},
             )
+            invited = sim.add([node], functools.partial(_fixed, invite))
             node = invited or node
         node = sim.add([node], member(user)) or node
 

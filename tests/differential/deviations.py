@@ -267,9 +267,15 @@ def v1_member_conflicts_interact(
     against R as it stood before the member pass (synapse/state/v1.py
     `_resolve_state_events`). They differ only when one conflicted member event's auth
     check reads another conflicted member key (e.g. a kick by a user whose own
-    membership is conflicted).
+    membership is conflicted); other conflicted keys, checked afterwards against the
+    members' outcome, may then differ too.
     """
-    if not differing_keys or any(k[0] != "m.room.member" for k in differing_keys):
+    # Power levels and join rules are settled before the member pass, so they never
+    # differ through D8; other keys are checked against the members' outcome, so they
+    # may follow a member difference.
+    if not any(k[0] == "m.room.member" for k in differing_keys):
+        return False
+    if any(k[0] in ("m.room.power_levels", "m.room.join_rules") for k in differing_keys):
         return False
     conflicted: dict[tuple[str, str], set[str]] = {}
     for key in set().union(*state_sets):

@@ -146,7 +146,9 @@ class RoomSim:
             check_auth_rules(pdu, by_key, create)
         except AuthError as e:
             reason = str(e)
-        sent = [e.get_json() for e in own + ([self.create] if create is not None else [])]
+        sent = [e.get_json() for e in own]
+        if create is not None:
+            sent.append(create.get_json())
         event = pdu.get_json()
         theirs = self.oracle.call(
             "auth", room_version=self.rv.identifier, event=event, auth_events=sent, mode="full"

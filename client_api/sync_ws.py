@@ -1,0 +1,142 @@
+"""The WebSocket sync stream, a DevNet extension of /sync.
+
+    GET /_matrix/client/unstable/im.devnet.ws/sync?since=...&filter=...   (WebSocket upgrade)
+
+Authentication, through the same Authenticator as every endpoint, one of:
+  - `Authorization: Bearer <token>` on the upgrade request;
+  - the `access_token` query parameter (browsers cannot set headers on a WebSocket);
+  - with neither, a first text message `{"access_token": "<token>"}` within
+    AUTH_TIMEOUT_S of connecting.
+A bad token on the upgrade request is the usual 401 JSON error; later, an error object.
+
+Options are /sync's query parameters: `since`, `filter` (ID or inline JSON),
+`full_state`, `set_presence`, `use_state_after`; `timeout` is ignored.
+
+Messages from the server are text, each one JSON object exactly as an incremental
+GET /sync with those parameters returns it (`next_batch` included), computed by the
+same SyncService. Without `since` the first message is the initial sync; afterwards a
+message is sent whenever there is something new, and an idle connection carries only
+WebSocket pings. Each message covers the range right after the previous one, so a
+client resumes after a reconnect, without gaps or duplicates, by passing the
+`next_batch` of the last message it processed as `since`.
+
+Errors: a Matrix error object (`errcode`, `error`), then the server closes the socket
+with code 4400 (bad request) or 4401 (authentication failed, e.g. logged out).
+Messages from the client after authentication are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+
+import attrs
+from aiohttp import WSMsgType, web
+
+from client_api.registrar import Authenticator, access_token_from
+from client_api.sync import parse_sync_params
+from homeserver.accounts.requester import Requester
+from homeserver.errors import MatrixError, MissingToken
+from homeserver.sync.filter_service import FilterService
+from homeserver.sync.sync_result import SyncRequest
+from homeserver.sync.sync_service import SyncService
+
+logger = logging.getLogger(__name__)
+
+PATH = "/unstable/im.devnet.ws/sync"
+AUTH_TIMEOUT_S = 10.0
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+
+
+class SyncStream:
+    def __init__(self, sync: SyncService, filters: FilterService, authenticator: Authenticator,
+                 *, wait_ms: int = 30_000, heartbeat_s: float = 30.0):
+        self._sync = sync
+        self._filters = filters
+        self._auth = authenticator
+        # How long one sync waits before the stream re-checks the access token.
+        self._wait_ms = wait_ms
+        self._heartbeat_s = heartbeat_s
+
+    async def handle(self, http: web.Request) -> web.StreamResponse:
+        """GET /_matrix/client/unstable/im.devnet.ws/sync"""
+        token = access_token_from(http)
+        requester = await self._auth.authenticate(token) if token is not None else None
+        query = dict(http.query)
+        ws = web.WebSocketResponse(heartbeat=self._heartbeat_s)
+        await ws.prepare(http)
+        try:
+            if token is None or requester is None:
+                token = await self._first_message_token(ws)
+                requester = await self._auth.authenticate(token)
+            request = await parse_sync_params(query, requester, self._filters,
+                                              timeout_ms=self._wait_ms)
+            await self._stream(ws, token, request)
+        except MatrixError as e:
+            code = CLOSE_UNAUTHORIZED if e.status == 401 else CLOSE_BAD_REQUEST
+            await self._close_with(ws, e.to_json(), code)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            logger.exception("WebSocket sync stream failed")
+            await self._close_with(ws, {"errcode": "M_UNKNOWN", "error": "Internal server error"},
+                                   1011)
+        return ws
+
+    async def _first_message_token(self, ws: web.WebSocketResponse) -> str:
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT_S):
+                msg = await ws.receive()
+        except TimeoutError:
+            raise MissingToken("Missing access token") from None
+        if msg.type != WSMsgType.TEXT:
+            raise MissingToken("Missing access token")
+        try:
+            body = json.loads(msg.data)
+        except ValueError:
+            body = None
+        token = body.get("access_token") if isinstance(body, Mapping) else None
+        if not isinstance(token, str) or not token:
+            raise MissingToken("Missing access token")
+        return token
+
+    async def _stream(self, ws: web.WebSocketResponse, token: str, request: SyncRequest) -> None:
+        closed = asyncio.ensure_future(self._drain(ws))
+        try:
+            while not ws.closed:
+                syncing = asyncio.ensure_future(self._sync.sync(request))
+                await asyncio.wait({syncing, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if not syncing.done():
+                    syncing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await syncing
+                    return
+                result = syncing.result()
+                if request.since is None or not result.is_empty():
+                    await ws.send_str(json.dumps(result.to_json(), ensure_ascii=False,
+                                                 separators=(",", ":")))
+                request = attrs.evolve(request, since=result.next_batch, full_state=False)
+                # A device that logged out stops receiving at once, not at reconnect.
+                requester: Requester = await self._auth.authenticate(token)
+                if requester.user_id != request.user_id:
+                    return
+        finally:
+            closed.cancel()
+
+    @staticmethod
+    async def _drain(ws: web.WebSocketResponse) -> None:
+        """Read (and ignore) client messages; returns when the client goes away."""
+        async for _ in ws:
+            pass
+
+    @staticmethod
+    async def _close_with(ws: web.WebSocketResponse, body: object, code: int) -> None:
+        if ws.closed:
+            return
+        with contextlib.suppress(ConnectionResetError):
+            await ws.send_str(json.dumps(body))
+            await ws.close(code=code)

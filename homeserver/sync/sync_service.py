@@ -1,0 +1,201 @@
+"""GET /sync: one computation for initial and incremental syncs, long-polled through the
+notifier. The WebSocket stream calls the same `sync` in a loop.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync
+
+A sync covers the stream range (since, current]: `current` is read first, then the
+user's memberships; a membership written in between raises the events position to
+include it, which skips nothing because stream positions commit in order (see
+storage/streams.py). `next_batch` is that `current`, so consecutive syncs cover adjacent
+ranges: nothing is sent twice and nothing is skipped.
+
+Long-poll: an empty incremental result waits on the notifier for any stream relevant to
+the user to move past `next_batch`, then recomputes; a wake-up that turns out to bring
+nothing visible (the notifier may wake spuriously) waits again for the remaining time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from homeserver.rooms.event_loader import ClientEventLoader
+from homeserver.rooms.persistence import PersistedEvent
+from homeserver.rooms.stores import RoomStores
+from homeserver.storage.database import Connection, Database
+from homeserver.storage.sync_queries import SyncQueries
+from homeserver.sync.notifier import Notifier
+from homeserver.sync.presence import PresenceService
+from homeserver.sync.room_extras import RoomExtras
+from homeserver.sync.room_plan import INVITE, JOIN, KNOCK, LEAVE, RoomPlan, plan_rooms
+from homeserver.sync.room_sync import RoomContent, RoomSync
+from homeserver.sync.sync_extras import SyncExtras
+from homeserver.sync.sync_result import (
+    OFFLINE,
+    ONLINE,
+    UNAVAILABLE,
+    RoomResult,
+    SyncRequest,
+    SyncResult,
+)
+from homeserver.sync.tokens import EVENTS, TYPING, SyncToken, current_token
+from homeserver.sync.typing import TypingService
+
+logger = logging.getLogger(__name__)
+JsonDict = dict[str, Any]
+
+
+class UnreadCounts(Protocol):
+    async def unread_counts(self, user_id: str, room_ids: Sequence[str]) -> dict[str, JsonDict]:
+        """room -> {"notification_count": n, "highlight_count": h} (push fills this in)."""
+        ...
+
+
+class IgnoredUsers(Protocol):
+    async def ignored_users(self, user_id: str) -> frozenset[str]:
+        """The users whose events and invites `user_id` does not want (spec: #ignoring-users)."""
+        ...
+
+
+class NoUnreadCounts:
+    """Until push rules land every count is 0."""
+
+    async def unread_counts(self, user_id: str, room_ids: Sequence[str]) -> dict[str, JsonDict]:
+        return {r: {"notification_count": 0, "highlight_count": 0} for r in room_ids}
+
+
+def room_event_listener(notifier: Notifier) -> Callable[[PersistedEvent], Awaitable[None]]:
+    """The rooms service's `on_event_persisted` callback that wakes syncs."""
+    async def on_event(persisted: PersistedEvent) -> None:
+        pdu = persisted.pdu
+        member = pdu.state_key if pdu.type == "m.room.member" else None
+        notifier.notify_room_event(pdu.room_id, persisted.stream_ordering, member=member)
+    return on_event
+
+
+class SyncService:
+    def __init__(self, db: Database, stores: RoomStores, loader: ClientEventLoader,
+                 extras: SyncExtras, typing: TypingService, presence: PresenceService,
+                 notifier: Notifier, *, counts: UnreadCounts | None = None,
+                 ignored: IgnoredUsers | None = None, queries: SyncQueries | None = None):
+        self._db = db
+        self._stores = stores
+        self._queries = queries or SyncQueries()
+        self._rooms = RoomSync(stores, loader, self._queries)
+        self._room_extras = RoomExtras(stores, self._queries)
+        self._extras = extras
+        self._typing = typing
+        self._presence = presence
+        self._notifier = notifier
+        self._counts = counts or NoUnreadCounts()
+        self._ignored = ignored
+
+    async def current_token(self) -> SyncToken:
+        return await current_token(self._db, {TYPING: self._typing.position})
+
+    async def sync(self, request: SyncRequest) -> SyncResult:
+        """One /sync request: at once when there is something (or nothing to wait for),
+        else when something arrives or `timeout_ms` passes."""
+        await self._update_presence(request)
+        current = await self.current_token()
+        since = request.since.clamp(current) if request.since is not None else None
+        if request.since is not None and since != request.since:
+            logger.info("sync token %s from the future for %s; clamped to %s",
+                        request.since, request.user_id, since)
+        result, joined = await self._compute(request, since, current)
+        if since is None or request.full_state or not result.is_empty():
+            return result
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout_ms / 1000
+        while (remaining := deadline - loop.time()) > 0:
+            woke = await self._notifier.wait_for(request.user_id, result.next_batch, joined,
+                                                 int(remaining * 1000))
+            if not woke:
+                break
+            result, joined = await self._compute(request, since, await self.current_token())
+            if not result.is_empty():
+                break
+        return result
+
+    async def _update_presence(self, request: SyncRequest) -> None:
+        """Spec: `set_presence` (default online) marks the user as they sync."""
+        if request.set_presence == ONLINE:
+            await self._presence.user_active(request.user_id)
+        elif request.set_presence == UNAVAILABLE:
+            current = await self._presence.get_presence(request.user_id, request.user_id)
+            if current.get("presence") != UNAVAILABLE:
+                await self._presence.set_presence(request.user_id, UNAVAILABLE,
+                                                  current.get("status_msg"))
+        else:
+            assert request.set_presence == OFFLINE
+
+    async def _compute(self, request: SyncRequest, since: SyncToken | None,
+                       current: SyncToken) -> tuple[SyncResult, frozenset[str]]:
+        """The result for (since, current] and the rooms the user is joined to."""
+        sync_filter = request.filter
+        ignored = (await self._ignored.ignored_users(request.user_id)
+                   if self._ignored is not None else frozenset())
+        async with self._db.connection() as conn:
+            memberships = await self._stores.memberships.rooms_for_user(conn, request.user_id)
+            newest = max((m.stream_ordering or 0 for m in memberships), default=0)
+            if newest > current[EVENTS]:
+                current = current.copy_with(EVENTS, newest)
+            plans = plan_rooms(memberships, since=None if since is None else since[EVENTS],
+                               current=current[EVENTS], room_filter=sync_filter.room,
+                               full_state=request.full_state)
+            by_section: dict[str, list[RoomPlan]] = {JOIN: [], LEAVE: [], INVITE: [], KNOCK: []}
+            for plan in plans:
+                # Spec: invites from ignored users are not shown.
+                if not (plan.section == INVITE and plan.membership.sender in ignored):
+                    by_section[plan.section].append(plan)
+            rooms = await self._room_contents(conn, request, by_section, ignored)
+            stripped = await self._room_extras.stripped_states(
+                conn, by_section[INVITE] + by_section[KNOCK])
+            extras = await self._extras.read(conn, request, since, current, by_section)
+            joined = frozenset(m.room_id for m in memberships if m.membership == JOIN)
+            join = {}
+            for plan in by_section[JOIN]:
+                content = rooms[plan.room_id]
+                room = RoomResult(content.timeline, content.state,
+                                  extras.room_account_data.get(plan.room_id, []),
+                                  extras.ephemeral.get(plan.room_id, []),
+                                  state_after=request.use_state_after)
+                if plan.full or room.has_updates():
+                    join[plan.room_id] = room
+            join = await self._add_summaries(conn, request.user_id, join, by_section[JOIN])
+        leave = {p.room_id: RoomResult(rooms[p.room_id].timeline, rooms[p.room_id].state,
+                                       extras.room_account_data.get(p.room_id, []),
+                                       state_after=request.use_state_after)
+                 for p in by_section[LEAVE]}
+        result = SyncResult(
+            next_batch=current, join=join, leave=leave,
+            invite={p.room_id: stripped.get(p.room_id, []) for p in by_section[INVITE]},
+            knock={p.room_id: stripped.get(p.room_id, []) for p in by_section[KNOCK]},
+            presence=extras.presence, account_data=extras.global_account_data)
+        return result, joined
+
+    async def _room_contents(self, conn: Connection, request: SyncRequest,
+                             by_section: dict[str, list[RoomPlan]],
+                             ignored: frozenset[str]) -> dict[str, RoomContent]:
+        # Lazy-loading clients need the heroes' memberships in a full room's state.
+        heroes: dict[str, set[str]] = {}
+        if request.filter.room.state.lazy_load_members:
+            full = [p.room_id for p in by_section[JOIN] if p.full]
+            summaries = await self._room_extras.summaries(conn, request.user_id, full)
+            heroes = {r: set(s["m.heroes"]) for r, s in summaries.items()}
+        return await self._rooms.rooms(
+            conn, request.user_id, request.device_id, by_section[JOIN] + by_section[LEAVE],
+            request.filter, use_state_after=request.use_state_after, extra_members=heroes,
+            ignored=ignored)
+
+    async def _add_summaries(self, conn: Connection, user_id: str, join: dict[str, RoomResult],
+                             plans: list[RoomPlan]) -> dict[str, RoomResult]:
+        room_ids = [p.room_id for p in plans if p.room_id in join]
+        summaries = await self._room_extras.summaries(conn, user_id, room_ids)
+        counts = await self._counts.unread_counts(user_id, room_ids)
+        zero = {"notification_count": 0, "highlight_count": 0}
+        return {r: RoomResult(room.timeline, room.state, room.account_data, room.ephemeral,
+                              summaries.get(r), counts.get(r, zero), room.state_after)
+                for r, room in join.items()}
