@@ -202,3 +202,21 @@ class Conflict(MatrixError):
 
     errcode = "M_UNKNOWN"
     status = 409
+
+
+class InvalidSignature(MatrixError):
+    """A signature on uploaded keys does not verify (spec: /keys/device_signing/upload)."""
+
+    errcode = "M_INVALID_SIGNATURE"
+    status = 400
+
+
+class WrongRoomKeysVersion(MatrixError):
+    """A key-backup write names a version that is not the current one; the body carries
+    `current_version` so the client can re-sync (spec: PUT /room_keys/keys)."""
+
+    errcode = "M_WRONG_ROOM_KEYS_VERSION"
+    status = 403
+
+    def __init__(self, current_version: str | None):
+        super().__init__("Wrong backup version", current_version=current_version)
