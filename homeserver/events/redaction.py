@@ -71,10 +71,15 @@ def _redact_content(event_type: Any, content: JsonDict, rv: RoomVersion) -> Json
     keys = _content_keys(event_type, rv)
     redacted = {k: content[k] for k in keys if k in content}
     if event_type == "m.room.member" and rv.updated_redaction_rules:
-        # v11+: auth of a third-party invite needs `signed`, and only `signed`.
+        # v11+: auth of a third-party invite needs `signed`, and only `signed`. The
+        # object itself survives, emptied, even without `signed`: that is the literal
+        # reading of "allows the `signed` key of `third_party_invite`" and what other
+        # servers hash, so the reference hash (the event ID) must include it.
         tpi = content.get("third_party_invite")
-        if isinstance(tpi, dict) and "signed" in tpi:
-            redacted["third_party_invite"] = {"signed": tpi["signed"]}
+        if isinstance(tpi, dict):
+            redacted["third_party_invite"] = (
+                {"signed": tpi["signed"]} if "signed" in tpi else {}
+            )
     return redacted
 
 

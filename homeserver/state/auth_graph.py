@@ -48,15 +48,21 @@ class AuthGraph:
             self._auth_ids[event_id] = ids
         return ids
 
-    def closure(self, seeds: Iterable[str], stop: Collection[str] = frozenset()) -> set[str]:
+    def closure(
+        self,
+        seeds: Iterable[str],
+        stop: Collection[str] = frozenset(),
+        within: Collection[str] | None = None,
+    ) -> set[str]:
         """The known seeds plus everything reachable through auth_events, not entering
-        (nor walking past) any event in `stop`."""
+        (nor walking past) any event in `stop`; with `within`, stepping only onto
+        events in `within` (the seeds themselves are always kept)."""
         seen: set[str] = set()
         stack = [s for s in seeds if s not in stop and self.event(s) is not None]
         seen.update(stack)
         while stack:
             for aid in self.auth_ids(stack.pop()):
-                if aid not in seen and aid not in stop:
+                if aid not in seen and aid not in stop and (within is None or aid in within):
                     seen.add(aid)
                     stack.append(aid)
         return seen

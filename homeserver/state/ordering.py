@@ -22,6 +22,9 @@ def reverse_topological_power_sort(
     """Kahn's algorithm over the auth DAG restricted to `event_ids`, earliest first,
     choosing among ready events by (higher sender power, older ts, smaller ID).
 
+    Only direct auth_events edges between members of `event_ids` count, as on the rest
+    of the network: a path through an outside event orders nothing.
+
     The heap makes this O(n log n); a linear scan for the minimum would be O(n²) on
     the thousand-event conflicted sets that big rooms produce.
     """

@@ -6,17 +6,18 @@ in some forks; kept only so that version-1 rooms resolve as other servers resolv
 
 from __future__ import annotations
 
+import collections
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from homeserver.events.pdu import Pdu
 from homeserver.events.room_versions import RoomVersion
 from homeserver.state.auth_graph import AuthGraph
 from homeserver.state.iterative_auth import RoomContext, StateMap
 
-# The event types whose conflicts are resolved first, in this order, because the
-# outcome of each feeds the auth checks of the next.
-_AUTH_TYPES = ("m.room.power_levels", "m.room.join_rules", "m.room.member")
+POWER_LEVELS = ("m.room.power_levels", "")
+JOIN_RULES = "m.room.join_rules"
+MEMBER = "m.room.member"
 
 
 def separate_v1(
@@ -48,29 +49,45 @@ def _depth_then_sha1(events: list[Pdu]) -> list[Pdu]:
     return sorted(by_hash, key=lambda e: e.depth)
 
 
-def _resolve_auth_key(ctx: RoomContext, events: list[Pdu], state: StateMap) -> None:
-    """Take the earliest event, then later ones while each is allowed on top."""
+def _resolve_auth_key(ctx: RoomContext, events: list[Pdu], r: StateMap) -> str:
+    """Take the earliest event, then later ones while each is allowed in R updated
+    with the previous one."""
     ordered = _depth_then_sha1(events)
     key = ordered[0].state_pair()
-    state[key] = ordered[0].event_id
+    # An overlay rather than a copy of R: a pass may hold thousands of member keys.
+    own: StateMap = {key: ordered[0].event_id}
+    state = collections.ChainMap(own, r)
     for ev in ordered[1:]:
         if not ctx.is_allowed(ev, state, use_cited=False):
             break
-        state[key] = ev.event_id
+        own[key] = ev.event_id
+    return own[key]
 
 
-def _resolve_other_key(ctx: RoomContext, events: list[Pdu], state: StateMap) -> None:
-    """The deepest (then lowest sha1) event that is allowed in the state so far.
+def _resolve_other_key(ctx: RoomContext, events: list[Pdu], r: StateMap) -> str:
+    """The deepest (then lowest sha1) event that is allowed in R.
 
     The spec does not say what happens when none is allowed; like Synapse we then keep
     the shallowest one so the key does not vanish.
     """
     ordered = list(reversed(_depth_then_sha1(events)))
     for ev in ordered:
-        if ctx.is_allowed(ev, state, use_cited=False):
-            state[ev.state_pair()] = ev.event_id
-            return
-    state[ordered[-1].state_pair()] = ordered[-1].event_id
+        if ctx.is_allowed(ev, r, use_cited=False):
+            return ev.event_id
+    return ordered[-1].event_id
+
+
+def _resolve_pass(
+    ctx: RoomContext,
+    conflicted: Mapping[tuple[str, str], list[Pdu]],
+    keys: Iterable[tuple[str, str]],
+    r: StateMap,
+    resolve_key: Callable[[RoomContext, list[Pdu], StateMap], str],
+) -> StateMap:
+    """Resolve every key of one pass against the same R, then update R with all of
+    them at once: no key of a pass sees another key's outcome (see resolve_v1)."""
+    outcome = {key: resolve_key(ctx, conflicted[key], r) for key in keys}
+    return {**r, **outcome}
 
 
 def resolve_v1(
@@ -78,22 +95,44 @@ def resolve_v1(
     state_sets: Sequence[Mapping[tuple[str, str], str]],
     graph: AuthGraph,
 ) -> StateMap:
-    """Build R from the unconflicted union, then settle the conflicts type by type."""
+    """Build R from the unconflicted union, then settle the conflicts pass by pass:
+    power levels, join rules, members, then everything else.
+
+    The spec says to "repeat the above process" for the member conflicts but not in
+    which order the member keys are taken, nor whether R already holds the outcome of
+    other member keys; the outcome depends on it when one conflicted member event's
+    auth reads another conflicted membership (a kick by a user whose own membership is
+    conflicted). Every server in a room must resolve identically, so we follow the
+    network's (Synapse's) reading: each key of a pass is checked against R as it stood
+    before that pass, and R takes the pass's outcomes together (docs/differential.md,
+    D8). Likewise only the `m.room.power_levels` key with an empty state key is
+    resolved with the power-levels pass (any other state key is an ordinary event),
+    and a key with a single known event takes it without entering R.
+    """
     unconflicted, conflicted_ids = separate_v1(state_sets)
     conflicted: dict[tuple[str, str], list[Pdu]] = {}
+    lone: StateMap = {}
     for key, ids in conflicted_ids.items():
-        # Unknown events cannot be checked, so they take no part.
+        # Unknown events cannot be checked, so they take no part; a key left with one
+        # known event is settled without a check.
         events = [ev for eid in ids if (ev := graph.event(eid)) is not None]
-        if events:
+        if len(events) > 1:
             conflicted[key] = events
+        elif events:
+            lone[key] = events[0].event_id
     if not conflicted:
-        return unconflicted
+        return {**unconflicted, **lone}
     room_id = next(iter(conflicted.values()))[0].room_id
     ctx = RoomContext(graph, room_version, room_id)
-    state = dict(unconflicted)
-    for auth_type in _AUTH_TYPES:
-        for key in sorted(k for k in conflicted if k[0] == auth_type):
-            _resolve_auth_key(ctx, conflicted[key], state)
-    for key in sorted(k for k in conflicted if k[0] not in _AUTH_TYPES):
-        _resolve_other_key(ctx, conflicted[key], state)
-    return state
+    passes = (
+        [k for k in conflicted if k == POWER_LEVELS],
+        sorted(k for k in conflicted if k[0] == JOIN_RULES),
+        sorted(k for k in conflicted if k[0] == MEMBER),
+    )
+    r = dict(unconflicted)
+    for keys in passes:
+        r = _resolve_pass(ctx, conflicted, keys, r, _resolve_auth_key)
+    done = {k for keys in passes for k in keys}
+    others = sorted(k for k in conflicted if k not in done)
+    resolved = _resolve_pass(ctx, conflicted, others, r, _resolve_other_key)
+    return {**resolved, **lone}

@@ -85,10 +85,18 @@ def resolve_v2(
     full = full_conflicted_set(graph, algorithm, state_sets, unconflicted, conflicted_ids)
     ctx = RoomContext(graph, room_version, _room_id(graph, conflicted_ids))
 
-    # Step 1: power events plus the parts of their auth chains in the full conflicted
-    # set. The union of those chains is one multi-source walk, not one walk per event.
+    # Step 1: "For each such power event P, enlarge X by adding the events in the auth
+    # chain of P which also belong to the full conflicted set", then sort X by reverse
+    # topological power ordering over "the DAG formed by auth events". The spec does
+    # not say whether a path through an event *outside* the full conflicted set counts.
+    # Every server in a room must pick the same X, and the network (Synapse's
+    # `_add_event_and_auth_chain_to_graph`, followed by other implementations) walks
+    # the auth DAG restricted to the full conflicted set: a conflicted event reached
+    # only through an unconflicted one (say a member event behind an unconflicted
+    # power-levels event) stays out of X and is mainline-sorted in step 3. So do we
+    # (docs/differential.md, D7). One multi-source walk serves all power events.
     power = {e for e in full if is_power_event(_known(graph, e))}
-    selected = power | (graph.closure(power) & full)
+    selected = graph.closure(power, within=full)
     power_order = reverse_topological_power_sort(graph, selected, ctx.sender_power)
 
     # Step 2: v2.1 starts empty so that unconflicted state cannot veto conflicted power

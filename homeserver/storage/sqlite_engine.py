@@ -86,7 +86,9 @@ async def _connect(path: str) -> aiosqlite.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves.
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    for pragma in ("foreign_keys = ON", "busy_timeout = 5000", "synchronous = NORMAL"):
+    # synchronous=FULL: with WAL, NORMAL survives a killed process but can lose the last
+    # commits on power loss; an event answered 200 must be durable (ARCHITECTURE.md).
+    for pragma in ("foreign_keys = ON", "busy_timeout = 5000", "synchronous = FULL"):
         await _pragma(conn, pragma)
     return conn
 

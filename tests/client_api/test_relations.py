@@ -221,3 +221,17 @@ async def test_relations_visibility_and_errors(client: TestClient) -> None:
     await error(await client.get(f"{threads}?limit=-3", headers=alice), 400, "M_INVALID_PARAM")
     await error(await client.get(f"{V1}/rooms/{private}/threads", headers=carol), 403, "M_FORBIDDEN")
     assert (await _relations(client, alice, room, target, limit=10**6))["chunk"] == []
+
+
+async def test_sync_timelines_carry_bundles(client: TestClient) -> None:
+    (alice, bob), room = await _room(client, "alice", "bob")
+    root = await text(client, alice, room, "root")
+    reply = await send(client, bob, room, _in_thread(root, "reply"))
+    edit = await send(client, alice, room, _edit(root, "root!"))
+    body = await ok(await client.get(f"{C}/sync", headers=alice))
+    timeline = body["rooms"]["join"][room]["timeline"]["events"]
+    synced_root = next(e for e in timeline if e["event_id"] == root)
+    relations = synced_root["unsigned"]["m.relations"]
+    assert relations["m.replace"]["event_id"] == edit
+    assert relations["m.thread"]["latest_event"]["event_id"] == reply
+    assert "room_id" not in relations["m.thread"]["latest_event"]  # sync's room-less format

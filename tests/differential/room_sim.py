@@ -28,9 +28,7 @@ from homeserver.state.resolution import resolve_state
 from tests.differential.deviations import (
     pre_v10_undefined_power_levels,
     synapse_auth_crash_expected,
-    synapse_power_closure_differs,
     synapse_stricter_auth,
-    v1_member_conflicts_interact,
 )
 from tests.differential.oracle import SynapseOracle
 
@@ -188,7 +186,8 @@ class RoomSim:
 
     # -- state resolution --------------------------------------------------------------
     def resolve(self, state_sets: Sequence[StateMap]) -> StateMap:
-        """Our resolution and Synapse's; must agree."""
+        """Our resolution and Synapse's; must agree (no documented deviation applies:
+        D7 and D8 were resolved by following Synapse)."""
         ours = resolve_state(self.rv, state_sets, self.events.get)
         wire_sets = [[[t, k, e] for (t, k), e in sorted(s.items())] for s in state_sets]
         theirs_list = self.oracle.call(
@@ -200,10 +199,6 @@ class RoomSim:
         theirs = {(t, k): e for t, k, e in theirs_list}
         self.resolutions += 1
         if ours != theirs:
-            deviation = self._resolution_deviation(state_sets, ours, theirs)
-            if deviation is not None:
-                self.deviations[deviation] += 1  # documented: keep our (spec) answer
-                return ours
             diff = {
                 f"{k[0]}|{k[1]}": {"ours": ours.get(k), "synapse": theirs.get(k)}
                 for k in sorted(set(ours) | set(theirs))
@@ -219,18 +214,6 @@ class RoomSim:
                 )
             )
         return ours
-
-    def _resolution_deviation(
-        self, state_sets: Sequence[StateMap], ours: StateMap, theirs: StateMap
-    ) -> str | None:
-        events = {eid: e.get_json() for eid, e in self.events.items()}
-        sets = list(state_sets)
-        if synapse_power_closure_differs(self.rv.identifier, sets, events):
-            return "D7"
-        differing = {k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
-        if self.rv.identifier == "1" and v1_member_conflicts_interact(sets, events, differing):
-            return "D8"
-        return None
 
     def state_before(self, parents: Sequence[Node]) -> StateMap:
         if len(parents) == 1:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.differential.deviations import (
-    bug_r1_third_party_invite_without_signed,
     strip_synapse_unsigned,
     synapse_redaction_expected,
 )
@@ -36,7 +34,6 @@ SETTINGS = differential_settings(400)
 def test_redaction_matches_synapse(
     synapse_oracle: SynapseOracle, room_version: str, event: dict[str, Any]
 ) -> None:
-    assume(not bug_r1_third_party_invite_without_signed(room_version, event))
     original = copy.deepcopy(event)
     ours = redact(event, KNOWN_ROOM_VERSIONS[room_version])
     assert event == original, "redact() mutated its input"
@@ -51,7 +48,6 @@ def test_event_id_matches_synapse(
     synapse_oracle: SynapseOracle, room_version: str, event: dict[str, Any]
 ) -> None:
     """v3+ event IDs are the reference hash of the redacted event."""
-    assume(not bug_r1_third_party_invite_without_signed(room_version, event))
     event.pop("unsigned", None)  # Synapse's event model re-derives unsigned
     if room_version == "12" and event["type"] == "m.room.create":
         # A v12 create event is the state event with no room_id (D1 covers the rest).
@@ -62,12 +58,8 @@ def test_event_id_matches_synapse(
     assert ours == theirs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported to the lead): v11+ redaction drops a third_party_invite without "
-    "`signed`; Synapse keeps it as {}, so such events get different event IDs",
-)
 def test_v11_member_third_party_invite_without_signed(synapse_oracle: SynapseOracle) -> None:
+    """BUG-R1 (fixed): the object is kept, emptied, so the event IDs agree."""
     event = {
         "type": "m.room.member",
         "room_id": "!room:a.example",

@@ -130,11 +130,35 @@ def test_v11_member_keeps_only_signed_of_third_party_invite() -> None:
     assert redacted["content"]["third_party_invite"] == {"signed": {"mxid": "@b:x", "token": "t"}}
 
 
-@pytest.mark.parametrize("tpi", [{"display_name": "B"}, "not an object", None])
-def test_v11_member_third_party_invite_without_signed_is_dropped(tpi: Any) -> None:
+@pytest.mark.parametrize("version", ["11", "12"])
+@pytest.mark.parametrize("tpi", [{"display_name": "B"}, {}])
+def test_v11_member_third_party_invite_without_signed_is_kept_empty(
+    version: str, tpi: Any
+) -> None:
+    """The object survives, stripped to its allowed `signed` key (so emptied): the
+    reference hash of e.g. a join carrying `third_party_invite: {}` depends on it
+    (BUG-R1 in docs/differential.md)."""
+    event = make_event("m.room.member")
+    event["content"]["third_party_invite"] = tpi
+    assert redact(event, V[version])["content"] == {
+        "membership": "join",
+        "join_authorised_via_users_server": "@admin:example.org",
+        "third_party_invite": {},
+    }
+
+
+@pytest.mark.parametrize("tpi", ["not an object", None, ["signed"]])
+def test_v11_member_third_party_invite_not_an_object_is_dropped(tpi: Any) -> None:
     event = make_event("m.room.member")
     event["content"]["third_party_invite"] = tpi
     assert "third_party_invite" not in redact(event, V["11"])["content"]
+
+
+@pytest.mark.parametrize("version", ["9", "10"])
+def test_pre_v11_member_third_party_invite_is_dropped(version: str) -> None:
+    event = make_event("m.room.member")
+    event["content"]["third_party_invite"] = {}
+    assert "third_party_invite" not in redact(event, V[version])["content"]
 
 
 def test_v12_create_keeps_additional_creators() -> None:

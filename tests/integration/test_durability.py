@@ -144,7 +144,7 @@ class User:
 
 async def register(session: aiohttp.ClientSession, base: str, name: str) -> User:
     """The two-step dummy UIAA flow, with a fixed device (transaction IDs are per device)."""
-    body = {"username": name, "password": PASSWORD, "device_id": f"{name.upper()}DEV"}
+    body: dict[str, Any] = {"username": name, "password": PASSWORD, "device_id": f"{name.upper()}DEV"}
     async with session.post(f"{base}{V3}/register", json=body) as r:
         challenge = await r.json()
         assert r.status == 401, challenge
@@ -232,89 +232,120 @@ def messages_by_body(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     return by_body
 
 
+async def make_room(session: aiohttp.ClientSession, base: str) -> tuple[list[User], str]:
+    """The users, all joined to one public room created by the first."""
+    users = [await register(session, base, name) for name in USERS]
+    room_id = (await call(session, "POST", f"{base}{V3}/createRoom", users[0],
+                          {"preset": "public_chat", "name": "durability"}))["room_id"]
+    for user in users[1:]:
+        await call(session, "POST", f"{base}{V3}/rooms/{quote(room_id)}/join", user, {})
+    return users, room_id
+
+
+async def send_until_killed(session: aiohttp.ClientSession, server: ServerProcess,
+                            users: list[User], room_id: str) -> SendLog:
+    """Several clients send at once; the server is SIGKILLed mid-stream."""
+    log = SendLog()
+    async with asyncio.timeout(60):
+        await asyncio.gather(
+            kill_when_enough(server, log),
+            *(sender(session, server.url, room_id, user, f"s{i}", log)
+              for user in users for i in range(SENDERS_PER_USER)))
+    assert await server.wait() == -signal.SIGKILL
+    assert len(log.answered) >= KILL_AFTER
+    # Every sender ends on a send the kill cut off (in flight, or sent to a dead server).
+    assert len(log.in_flight) == len(users) * SENDERS_PER_USER
+    return log
+
+
+def assert_answered_once(events: list[dict[str, Any]], users: list[User],
+                         answered: dict[tuple[str, str], str]) -> dict[str, list[str]]:
+    """No event and no send appears twice; every 200 is there under the ID the client
+    was given. Returns body → event IDs."""
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)), "an event appears twice in the timeline"
+    by_body = messages_by_body(events)
+    duplicated = {body: found for body, found in by_body.items() if len(found) > 1}
+    assert not duplicated, f"one send stored as several events: {duplicated}"
+    by_user = {u.user_id: u for u in users}
+    for (user_id, txn_id), event_id in answered.items():
+        assert by_body.get(message(by_user[user_id], txn_id)["body"]) == [event_id], \
+            f"{user_id} {txn_id}: answered {event_id}, not in the timeline after restart"
+    return by_body
+
+
+async def retry_after_restart(session: aiohttp.ClientSession, base: str, room_id: str,
+                              users: list[User], log: SendLog,
+                              by_body: dict[str, list[str]]) -> None:
+    """Same device, same txn ID, new server process. A cut-off send returns the event its
+    first attempt stored, if it committed, else creates one; an answered one returns its
+    event. Cut-off sends join `log.answered`."""
+    by_user = {u.user_id: u for u in users}
+    for (user_id, txn_id), event_id in list(log.answered.items())[::10]:
+        user = by_user[user_id]
+        reply = await call(session, "PUT", send_url(base, room_id, txn_id), user,
+                           message(user, txn_id))
+        assert reply["event_id"] == event_id, f"{user_id} {txn_id}: retry made a new event"
+    for user, txn_id in log.in_flight:
+        stored = by_body.get(message(user, txn_id)["body"])
+        reply = await call(session, "PUT", send_url(base, room_id, txn_id), user,
+                           message(user, txn_id))
+        if stored is not None:
+            assert reply["event_id"] == stored[0], f"{user.user_id} {txn_id}: retry made a second event"
+        log.answered[(user.user_id, txn_id)] = reply["event_id"]
+
+
+def assert_sender_order(events: list[dict[str, Any]], answered: dict[tuple[str, str], str]) -> None:
+    """One sender's sends were sequential, so the timeline keeps their order."""
+    position = {e["event_id"]: i for i, e in enumerate(events)}
+    streams: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for (user_id, txn_id), event_id in answered.items():
+        prefix, _, n = txn_id.partition("-")
+        streams.setdefault((user_id, prefix), []).append((int(n), position[event_id]))
+    for sent in streams.values():
+        in_timeline = [p for _, p in sorted(sent)]
+        assert in_timeline == sorted(in_timeline)
+
+
+async def assert_room_consistent(session: aiohttp.ClientSession, base: str, room_id: str,
+                                 users: list[User]) -> None:
+    for user in users:
+        joined = await call(session, "GET", f"{base}{V3}/rooms/{quote(room_id)}/joined_members", user)
+        assert set(joined["joined"]) == {u.user_id for u in users}
+        rooms = await call(session, "GET", f"{base}{V3}/joined_rooms", user)
+        assert rooms["joined_rooms"] == [room_id]
+
+
 async def test_sigkill_while_sending_loses_no_answered_event(server: ServerProcess) -> None:
     base = server.url
     timeout = aiohttp.ClientTimeout(total=20)
     await server.start()
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        users = [await register(session, base, name) for name in USERS]
-        alice = users[0]
-        room_id = (await call(session, "POST", f"{base}{V3}/createRoom", alice,
-                              {"preset": "public_chat", "name": "durability"}))["room_id"]
-        for user in users[1:]:
-            await call(session, "POST", f"{base}{V3}/rooms/{quote(room_id)}/join", user, {})
-
-        # Several clients send at once; the server dies mid-stream.
-        log = SendLog()
-        async with asyncio.timeout(60):
-            await asyncio.gather(
-                kill_when_enough(server, log),
-                *(sender(session, base, room_id, user, f"s{i}", log)
-                  for user in users for i in range(SENDERS_PER_USER)))
-        assert await server.wait() == -signal.SIGKILL
-        assert len(log.answered) >= KILL_AFTER
-        # Every sender ends on a send the kill cut off.
-        assert len(log.in_flight) == len(users) * SENDERS_PER_USER
-        assert "Traceback" not in server.log(0), server.log(0)
+        users, room_id = await make_room(session, base)
+        log = await send_until_killed(session, server, users, room_id)
+    assert "Traceback" not in server.log(0), server.log(0)
+    alice = users[0]
 
     await server.start()
     async with aiohttp.ClientSession(timeout=timeout) as session:
         events = await room_timeline(session, base, room_id, alice)
-        ids = [e["event_id"] for e in events]
-        assert len(ids) == len(set(ids)), "an event appears twice in the timeline"
-        by_body = messages_by_body(events)
-        duplicated = {body: found for body, found in by_body.items() if len(found) > 1}
-        assert not duplicated, f"one send stored as several events: {duplicated}"
+        by_body = assert_answered_once(events, users, log.answered)
+        await retry_after_restart(session, base, room_id, users, log, by_body)
 
-        # Every 200 survived, under the event ID the client was given.
-        by_user = {u.user_id: u for u in users}
-        for (user_id, txn_id), event_id in log.answered.items():
-            assert by_body.get(message(by_user[user_id], txn_id)["body"]) == [event_id], \
-                f"{user_id} {txn_id}: answered {event_id}, not in the timeline after restart"
-
-        # Retrying a cut-off send (same device, same txn ID) after the restart: the stored
-        # event if the first attempt committed, else exactly one new event.
-        stored_before_retry: dict[str, str] = {}
-        for user, txn_id in log.in_flight:
-            body = message(user, txn_id)["body"]
-            earlier = by_body.get(body)
-            reply = await call(session, "PUT", send_url(base, room_id, txn_id), user,
-                               message(user, txn_id))
-            if earlier is not None:
-                assert reply["event_id"] == earlier[0], f"{body}: retry made a second event"
-                stored_before_retry[body] = earlier[0]
-            log.answered[(user.user_id, txn_id)] = reply["event_id"]
-
-        print("DIAG answered", len(log.answered), "in_flight", len(log.in_flight), "stored_unanswered", len(stored_before_retry))
-        # Retrying an answered send after the restart returns the same event.
-        for (user_id, txn_id), event_id in list(log.answered.items())[:KILL_AFTER:10]:
-            user = by_user[user_id]
-            reply = await call(session, "PUT", send_url(base, room_id, txn_id), user,
-                               message(user, txn_id))
-            assert reply["event_id"] == event_id
-
-        # The room is still usable and consistent: a new event lands at the end, every
-        # member is still joined, and the timeline holds each send exactly once.
-        after = await call(session, "PUT", send_url(base, room_id, "after-restart"), alice,
-                           message(alice, "after-restart"))
+        # The room is still usable: a new event lands at the end, and the timeline holds
+        # each send (answered, or cut off and retried) exactly once.
+        after = await call(session, "PUT", send_url(base, room_id, "after-0"), alice,
+                           message(alice, "after-0"))
+        log.answered[(alice.user_id, "after-0")] = after["event_id"]
         events = await room_timeline(session, base, room_id, alice)
-        ids = [e["event_id"] for e in events]
-        assert len(ids) == len(set(ids))
-        assert ids[-1] == after["event_id"]
-        by_body = messages_by_body(events)
-        expected = {message(by_user[u], t)["body"]: [e] for (u, t), e in log.answered.items()}
-        expected[message(alice, "after-restart")["body"]] = [after["event_id"]]
-        assert by_body == expected
-        for user in users:
-            joined = await call(session, "GET", f"{base}{V3}/rooms/{quote(room_id)}/joined_members",
-                                user)
-            assert set(joined["joined"]) == {u.user_id for u in users}
-            rooms = await call(session, "GET", f"{base}{V3}/joined_rooms", user)
-            assert rooms["joined_rooms"] == [room_id]
+        assert events[-1]["event_id"] == after["event_id"]
+        by_body = assert_answered_once(events, users, log.answered)
+        assert len(by_body) == len(log.answered)
+        assert_sender_order(events, log.answered)
+        await assert_room_consistent(session, base, room_id, users)
         # /sync agrees with /messages about the newest event.
         sync = await call(session, "GET", f"{base}{V3}/sync", users[1])
-        timeline = sync["rooms"]["join"][room_id]["timeline"]["events"]
-        assert timeline[-1]["event_id"] == after["event_id"]
+        assert sync["rooms"]["join"][room_id]["timeline"]["events"][-1]["event_id"] == after["event_id"]
 
     assert await server.stop() == 0
     assert "Traceback" not in server.log(), server.log()
