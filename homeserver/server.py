@@ -13,6 +13,8 @@ from client_api.account_data import AccountDataApi
 from client_api.devices import DeviceManagement
 from client_api.discovery import Discovery
 from client_api.filters import Filters
+from client_api.key_backup import KeyBackupApi
+from client_api.keys import Keys
 from client_api.login import Login
 from client_api.messages import Messages
 from client_api.presence import Presence
@@ -29,6 +31,7 @@ from client_api.sync import Sync
 from client_api.sync_ws import PATH as SYNC_STREAM_PATH
 from client_api.sync_ws import SyncStream
 from client_api.tags import Tags
+from client_api.to_device import ToDeviceApi
 from client_api.typing import Typing
 from client_api.user_directory import UserDirectoryApi
 from federation.app import build_federation_app
@@ -45,6 +48,12 @@ from homeserver.accounts.uiaa import InteractiveAuth
 from homeserver.accounts.user_directory import UserDirectory
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
+from homeserver.e2e.cross_signing import CrossSigning
+from homeserver.e2e.device_keys import DeviceKeys
+from homeserver.e2e.device_lists import DeviceLists
+from homeserver.e2e.key_backup import KeyBackup
+from homeserver.e2e.key_query import KeyQueries
+from homeserver.e2e.to_device import ToDevice
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.hierarchy import SpaceHierarchy
@@ -56,9 +65,13 @@ from homeserver.search.room_events import RoomEventSearch
 from homeserver.signing_key import load_signing_key
 from homeserver.storage.access_tokens import AccessTokenStore
 from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.cross_signing import CrossSigningStore
 from homeserver.storage.database import create_database
+from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.e2e_keys import E2eKeyStore
 from homeserver.storage.filters import FilterStore
+from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.migrations import apply_migrations
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
@@ -66,6 +79,7 @@ from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.room_directory import RoomDirectoryStore
 from homeserver.storage.search import SearchStore
+from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uiaa_sessions import UiaaSessionStore
 from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
@@ -98,6 +112,7 @@ class Homeserver:
         self._build_sync()
         self._build_directories_and_search()
         self._build_spaces_and_tags()
+        self._build_e2e()
         self._runners: list[web.AppRunner] = []
 
     def _build_accounts(self) -> None:
@@ -181,6 +196,24 @@ class Homeserver:
         self.space_hierarchy = SpaceHierarchy(self.db, SpaceSummaries(rooms.stores, rooms.loader))
         self.room_tags = RoomTags(self.account_data)
 
+    def _build_e2e(self) -> None:
+        """E2EE: device and one-time keys, cross-signing, device-list tracking (fed by
+        membership changes inside the rooms persistence path and by device deletion),
+        to-device messages and key backup. /sync reads them through `device_lists`,
+        `device_keys` and `to_device`."""
+        db, server_name = self.db, self.config.server_name
+        self.device_lists = DeviceLists(db, DeviceListStore(), self.notifier)
+        self.rooms.persister.derived_writers.append(self.device_lists.on_member_event)
+        self.authenticator.on_devices_deleted.append(self.device_lists.devices_deleted)
+        e2e_keys, cross_signing_store = E2eKeyStore(), CrossSigningStore()
+        self.device_keys = DeviceKeys(db, e2e_keys, self.device_lists)
+        self.key_queries = KeyQueries(db, e2e_keys, cross_signing_store, server_name=server_name)
+        self.cross_signing = CrossSigning(db, cross_signing_store, e2e_keys, self.devices_store,
+                                          self.uiaa, self.device_lists)
+        self.to_device = ToDevice(db, ToDeviceStore(), self.notifier, self.clock,
+                                  server_name=server_name)
+        self.key_backup = KeyBackup(db, KeyBackupStore())
+
     async def open(self) -> None:
         """Open the database and apply pending migrations."""
         await self.db.open()
@@ -216,8 +249,15 @@ class Homeserver:
         registrar.add_routes(app, Search(self.room_event_search).endpoints())
         registrar.add_routes(app, Spaces(self.space_hierarchy).endpoints())
         registrar.add_routes(app, Tags(self.room_tags).endpoints())
+        self._add_e2e_routes(app, registrar)
         self._add_sync_routes(app, registrar)
         return app
+
+    def _add_e2e_routes(self, app: web.Application, registrar: Registrar) -> None:
+        registrar.add_routes(app, Keys(self.device_keys, self.key_queries, self.device_lists,
+                                       self.cross_signing).endpoints())
+        registrar.add_routes(app, ToDeviceApi(self.to_device).endpoints())
+        registrar.add_routes(app, KeyBackupApi(self.key_backup).endpoints())
 
     def _add_sync_routes(self, app: web.Application, registrar: Registrar) -> None:
         registrar.add_routes(app, Sync(self.sync, self.filters).endpoints())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 
@@ -58,6 +58,9 @@ class AccessTokens:
         self._cache_size = cache_size
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._generation = 0
+        # Run after the commit that deleted devices, with (user_id, device_ids): E2EE must
+        # tell the user's contacts that the device list changed.
+        self.on_devices_deleted: list[Callable[[str, list[str]], Awaitable[None]]] = []
 
     async def issue(self, conn: Connection, user_id: str, device_id: str, *,
                     with_refresh: bool) -> IssuedTokens:
@@ -151,6 +154,8 @@ class AccessTokens:
                 await self._devices.delete(conn, user_id, device_ids)
         wanted = set(device_ids)
         self._invalidate(lambda r: r.user_id == user_id and r.device_id in wanted)
+        if delete_devices:
+            await self._devices_deleted(user_id, device_ids)
 
     async def revoke_all(self, user_id: str, *, except_device: str | None = None,
                          delete_devices: bool) -> None:
@@ -162,6 +167,12 @@ class AccessTokens:
             if delete_devices:
                 await self._devices.delete(conn, user_id, others)
         self._invalidate(lambda r: r.user_id == user_id and r.device_id != except_device)
+        if delete_devices:
+            await self._devices_deleted(user_id, others)
+
+    async def _devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
+        for callback in self.on_devices_deleted:
+            await callback(user_id, device_ids)
 
     def _invalidate(self, predicate: Callable[[Requester], bool]) -> None:
         # Runs after the commit; the generation bump stops an in-flight _load that read

@@ -25,7 +25,7 @@ from homeserver.e2e.signed_json import (
 )
 from homeserver.errors import BadJson, InvalidParam, InvalidSignature
 from homeserver.storage.database import Connection, Database
-from homeserver.storage.e2e_keys import E2eKeyStore
+from homeserver.storage.e2e_keys import DeviceKeysRow, E2eKeyStore
 from homeserver.storage.streams import next_position
 
 # Orders one-time keys by upload (spec: claimed in the order they were uploaded).
@@ -56,12 +56,13 @@ class DeviceKeys:
         fallback_keys = _optional_object(body, "fallback_keys")
         if len(one_time_keys) > MAX_KEYS_PER_UPLOAD:
             raise BadJson(f"At most {MAX_KEYS_PER_UPLOAD} one-time keys per upload")
-        new_identity = None
+        new_identity: tuple[str, str] | None = None
         if device_keys is not None:
             new_identity = _check_device_keys(device_keys, user_id, device_id)
         changed = False
         async with self._db.transaction() as conn:
             stored = await self._store.device_keys(conn, user_id, device_id)
+            signing_key: str | None
             if new_identity is not None:
                 changed = await self._store_device_keys(conn, user_id, device_id, device_keys,
                                                         new_identity, stored)
@@ -81,8 +82,8 @@ class DeviceKeys:
         return {SIGNED_CURVE25519: 0, **counts}
 
     async def _store_device_keys(self, conn: Connection, user_id: str, device_id: str,
-                                 device_keys: JsonDict, identity: tuple[str, str],
-                                 stored: Any) -> bool:
+                                 device_keys: Any, identity: tuple[str, str],
+                                 stored: DeviceKeysRow | None) -> bool:
         ed25519, curve25519 = identity
         if stored is not None and (stored.ed25519, stored.curve25519) != identity:
             raise InvalidParam("This device's identity keys are already published and cannot "
@@ -153,7 +154,8 @@ def _check_device_keys(keys: Any, user_id: str, device_id: str) -> tuple[str, st
         raise BadJson("'device_keys.keys' must be an object")
     ed25519 = identity.get(f"{ED25519}:{device_id}")
     curve25519 = identity.get(f"{CURVE25519}:{device_id}")
-    if not is_public_key(ed25519) or not is_public_key(curve25519):
+    if not isinstance(ed25519, str) or not isinstance(curve25519, str) \
+            or not is_public_key(ed25519) or not is_public_key(curve25519):
         raise BadJson(f"'device_keys.keys' needs valid ed25519:{device_id} and "
                       f"curve25519:{device_id} keys")
     if not isinstance(keys.get("signatures"), dict):

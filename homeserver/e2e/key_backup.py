@@ -141,10 +141,10 @@ class KeyBackup:
             if session_id is None:
                 return {"sessions": {k.session_id: _key_json(k)
                                      for k in await self._store.room_keys(conn, user_id, v, room_id)}}
-            key = await self._store.get_key(conn, user_id, v, room_id, session_id)
-            if key is None:
+            found = await self._store.get_key(conn, user_id, v, room_id, session_id)
+            if found is None:
                 raise NotFound("No room key found for this session")
-            return _key_json(key)
+            return _key_json(found)
 
     async def _current_for_write(self, conn: Connection, user_id: str,
                                  raw_version: str | None) -> BackupVersionRow:
@@ -189,7 +189,8 @@ def _key_row(room_id: str, session_id: str, data: Any) -> BackupKeyRow:
     fmi, fwd, verified = (data.get("first_message_index"), data.get("forwarded_count"),
                           data.get("is_verified"))
     session_data = data.get("session_data")
-    if (not _is_count(fmi) or not _is_count(fwd) or not isinstance(verified, bool)
+    if (not isinstance(fmi, int) or not _is_count(fmi) or not isinstance(fwd, int)
+            or not _is_count(fwd) or not isinstance(verified, bool)
             or not isinstance(session_data, dict)):
         raise BadJson("Key data needs first_message_index and forwarded_count (non-negative "
                       "integers), is_verified (boolean) and session_data (object)")

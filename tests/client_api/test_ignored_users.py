@@ -23,13 +23,14 @@ async def _ok(resp: Any) -> Any:
 
 async def test_ignored_user_list_validation(client: TestClient) -> None:
     alice = bearer((await register(client, "alice"))["access_token"])
-    for content in ({}, {"ignored_users": []}, {"ignored_users": "@bob:test.local"},
-                    {"ignored_users": {"bob": {}}}, {"ignored_users": {"@bob": {}}},
-                    {"ignored_users": {"@bob:test.local": True}},
-                    {"ignored_users": {"@bob:test.local": []}}):
+    bad: list[dict[str, Any]] = [
+        {}, {"ignored_users": []}, {"ignored_users": "@bob:test.local"},
+        {"ignored_users": {"bob": {}}}, {"ignored_users": {"@bob": {}}},
+        {"ignored_users": {"@bob:test.local": True}}, {"ignored_users": {"@bob:test.local": []}}]
+    for content in bad:
         await error(await client.put(IGNORED, headers=alice, json=content), 400, "M_BAD_JSON")
     await error(await client.get(IGNORED, headers=alice), 404, "M_NOT_FOUND")
-    good = {"ignored_users": {"@bob:test.local": {}, "@carol:elsewhere.example": {}}}
+    good: dict[str, Any] = {"ignored_users": {"@bob:test.local": {}, "@carol:elsewhere.example": {}}}
     await _ok(await client.put(IGNORED, headers=alice, json=good))
     assert await _ok(await client.get(IGNORED, headers=alice)) == good
     # The ignore list is global account data: a per-room event of that type means nothing.

@@ -63,8 +63,9 @@ async def test_tags_bad_input(client: TestClient) -> None:
     for order in (1.5, -0.1, 100):
         await error(await client.put(f"{url}/u.x", headers=alice, json={"order": order}),
                     400, "M_INVALID_PARAM")
-    for order in ("0.5", True, None, [0.5], {"n": 1}):
-        await error(await client.put(f"{url}/u.x", headers=alice, json={"order": order}),
+    bad_types: list[Any] = ["0.5", True, None, [0.5], {"n": 1}]
+    for bad in bad_types:
+        await error(await client.put(f"{url}/u.x", headers=alice, json={"order": bad}),
                     400, "M_BAD_JSON")
     await error(await client.put(f"{url}/u.x", headers=alice, data=b"[0.5]"), 400, "M_BAD_JSON")
     await error(await client.put(f"{url}/u.x", headers=alice, data=b"{nope"), 400, "M_NOT_JSON")

@@ -65,3 +65,35 @@ def test_a_later_allowed_ban_replaces_a_join() -> None:
     state = dag.resolve("BAN", "JE")
 
     assert state[member_key("@eve:e.test")] == dag.id("BAN")
+
+
+def test_member_conflicts_are_checked_against_the_state_before_the_member_pass() -> None:
+    """Alice's membership is conflicted (two rejoins), and so is Bob's (his join
+    against Alice's kick). Each member key is checked against R as it stood before the
+    member pass, where Alice has no membership, so her kick fails whatever the order of
+    the keys (the network's reading, docs/differential.md D8)."""
+    dag = classic_room("1")
+    dag.member("RA", ALICE, "join", ["START"])
+    dag.member("RB", ALICE, "join", ["START"])
+    dag.member("KICK", BOB, "leave", ["RB"], sender=ALICE)
+
+    state = dag.resolve("RA", "KICK")
+
+    assert state[member_key(BOB)] == dag.id("IMB")
+    assert state[member_key(ALICE)] in (dag.id("RA"), dag.id("RB"))
+    assert dag.resolve("KICK", "RA") == state
+
+
+def test_only_the_empty_state_key_power_levels_take_the_power_pass() -> None:
+    """Power levels under another state key have no auth meaning: like any other
+    event, the deepest allowed one wins. The power pass would have stopped at X1,
+    before Bob's (level 0) XB, and never reached Alice's deeper X2."""
+    dag = classic_room("1")
+    levels = {"users": {ALICE: 100}}
+    dag.add("X1", "m.room.power_levels", ALICE, levels, "x", ["START"])
+    dag.add("XB", "m.room.power_levels", BOB, levels, "x", ["X1"], valid=False)
+    dag.add("X2", "m.room.power_levels", ALICE, levels, "x", ["XB"])
+    key = ("m.room.power_levels", "x")
+    sets = [{**dag.state_after[dag.id("START")], key: dag.id(n)} for n in ("X1", "XB", "X2")]
+
+    assert dag.resolve_maps(sets)[key] == dag.id("X2")

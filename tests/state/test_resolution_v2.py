@@ -194,3 +194,26 @@ def test_resolution_does_not_depend_on_state_set_order(version: str) -> None:
     sets = [dag.state_after[dag.id(n)] for n in ("MB", "T1", "T2")]
 
     assert dag.resolve_maps(sets) == dag.resolve_maps(list(reversed(sets)))
+
+
+def test_step_1_follows_auth_events_only_within_the_full_conflicted_set(version: str) -> None:
+    """Charlie joins twice concurrently (JA, JB), then sends power levels PL2 citing JB;
+    Alice's kick of Zara (a power event) cites PL2, which both states share. JB is
+    reachable from the kick only through PL2: outside the full conflicted set in v2, so
+    JB stays out of X (the network's reading of step 1, docs/differential.md D7) and
+    the mainline pass orders JA then JB by timestamp: JB wins. In v2.1 PL2 lies on the
+    path kick → JB between conflicted events, so the conflicted subgraph brings PL2 and
+    JB into X; JB is applied in the power pass and JA last, on the mainline."""
+    dag = classic_room(version)
+    dag.power_levels("PA", ALICE, {CHARLIE: 50}, ["START"])
+    dag.member("JA", CHARLIE, "join", ["PA"])
+    dag.member("JB", CHARLIE, "join", ["PA"])
+    dag.power_levels("PL2", CHARLIE, {CHARLIE: 50}, ["JB"], content={"ban": 40})
+    dag.member("KICK", ZARA, "leave", ["PL2"], sender=ALICE)
+    with_pl2 = {**dag.state_after[dag.id("JA")], PL: dag.id("PL2")}
+
+    state = dag.resolve_maps([with_pl2, dag.state_after[dag.id("KICK")]])
+
+    assert state[PL] == dag.id("PL2")
+    assert state[member_key(ZARA)] == dag.id("KICK")
+    assert state[member_key(CHARLIE)] == dag.id("JA" if version == "12" else "JB")
