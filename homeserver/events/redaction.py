@@ -77,9 +77,7 @@ def _redact_content(event_type: Any, content: JsonDict, rv: RoomVersion) -> Json
         # servers hash, so the reference hash (the event ID) must include it.
         tpi = content.get("third_party_invite")
         if isinstance(tpi, dict):
-            redacted["third_party_invite"] = (
-                {"signed": tpi["signed"]} if "signed" in tpi else {}
-            )
+            redacted["third_party_invite"] = {"signed": tpi["signed"]} if "signed" in tpi else {}
     return redacted
 
 

@@ -132,9 +132,7 @@ def test_v11_member_keeps_only_signed_of_third_party_invite() -> None:
 
 @pytest.mark.parametrize("version", ["11", "12"])
 @pytest.mark.parametrize("tpi", [{"display_name": "B"}, {}])
-def test_v11_member_third_party_invite_without_signed_is_kept_empty(
-    version: str, tpi: Any
-) -> None:
+def test_v11_member_third_party_invite_without_signed_is_kept_empty(version: str, tpi: Any) -> None:
     """The object survives, stripped to its allowed `signed` key (so emptied): the
     reference hash of e.g. a join carrying `third_party_invite: {}` depends on it
     (BUG-R1 in docs/differential.md)."""
