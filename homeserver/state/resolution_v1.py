@@ -6,7 +6,6 @@ in some forks; kept only so that version-1 rooms resolve as other servers resolv
 
 from __future__ import annotations
 
-import collections
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -54,14 +53,18 @@ def _resolve_auth_key(ctx: RoomContext, events: list[Pdu], r: StateMap) -> str:
     with the previous one."""
     ordered = _depth_then_sha1(events)
     key = ordered[0].state_pair()
-    # An overlay rather than a copy of R: a pass may hold thousands of member keys.
-    own: StateMap = {key: ordered[0].event_id}
-    state = collections.ChainMap(own, r)
-    for ev in ordered[1:]:
-        if not ctx.is_allowed(ev, state, use_cited=False):
-            break
-        own[key] = ev.event_id
-    return own[key]
+    # The key is conflicted, so absent from R: set it in R while checking and remove it
+    # afterwards, rather than copying R for each of a pass's (maybe thousands of) keys.
+    assert key not in r
+    try:
+        r[key] = ordered[0].event_id
+        for ev in ordered[1:]:
+            if not ctx.is_allowed(ev, r, use_cited=False):
+                break
+            r[key] = ev.event_id
+        return r[key]
+    finally:
+        del r[key]
 
 
 def _resolve_other_key(ctx: RoomContext, events: list[Pdu], r: StateMap) -> str:
@@ -83,11 +86,11 @@ def _resolve_pass(
     keys: Iterable[tuple[str, str]],
     r: StateMap,
     resolve_key: Callable[[RoomContext, list[Pdu], StateMap], str],
-) -> StateMap:
-    """Resolve every key of one pass against the same R, then update R with all of
-    them at once: no key of a pass sees another key's outcome (see resolve_v1)."""
+) -> None:
+    """Resolve every key of one pass against the same R, then update R (in place) with
+    all of them at once: no key of a pass sees another key's outcome (see resolve_v1)."""
     outcome = {key: resolve_key(ctx, conflicted[key], r) for key in keys}
-    return {**r, **outcome}
+    r.update(outcome)
 
 
 def resolve_v1(
@@ -129,10 +132,11 @@ def resolve_v1(
         sorted(k for k in conflicted if k[0] == JOIN_RULES),
         sorted(k for k in conflicted if k[0] == MEMBER),
     )
-    r = dict(unconflicted)
+    r = unconflicted
     for keys in passes:
-        r = _resolve_pass(ctx, conflicted, keys, r, _resolve_auth_key)
+        _resolve_pass(ctx, conflicted, keys, r, _resolve_auth_key)
     done = {k for keys in passes for k in keys}
     others = sorted(k for k in conflicted if k not in done)
-    resolved = _resolve_pass(ctx, conflicted, others, r, _resolve_other_key)
-    return {**resolved, **lone}
+    _resolve_pass(ctx, conflicted, others, r, _resolve_other_key)
+    r.update(lone)
+    return r

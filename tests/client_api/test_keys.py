@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+import signedjson.key
 from aiohttp.test_utils import TestClient
 
 from homeserver.server import Homeserver
-from tests.client_api.conftest import Connect, MakeHs, error
+from tests.client_api.conftest import Connect, MakeHs, error, password_auth
 from tests.client_api.e2e_helpers import C, Device, ok, sign
 from tests.spec_schemas import validate_request, validate_response
 
@@ -111,8 +112,6 @@ async def test_bad_signatures_and_identity_change_refused(client: TestClient) ->
     await error(await mallory.upload(device_keys=alice.device_keys()), 400, "M_INVALID_PARAM")
     # Same device, new identity keys.
     old_key = alice.key
-    import signedjson.key
-
     alice.key = signedjson.key.generate_signing_key(alice.device_id)
     await error(await alice.upload(device_keys=alice.device_keys()), 400, "M_INVALID_PARAM")
     alice.key = old_key
@@ -184,8 +183,7 @@ async def test_deleting_a_device_deletes_its_keys(hs_client: Any) -> None:
     session = (await resp.json())["session"]
     await ok(await client.post(f"{C}/delete_devices", headers=alice.headers, json={
         "devices": [phone.device_id],
-        "auth": {"type": "m.login.password", "password": "correct horse battery",
-                 "identifier": {"type": "m.id.user", "user": alice.user_id}, "session": session}}))
+        "auth": password_auth(alice.user_id, session=session)}))
     assert (await alice.query(alice.user_id))["device_keys"][alice.user_id] == {}
     assert await hs.device_keys.one_time_key_counts(alice.user_id, phone.device_id) == \
         {"signed_curve25519": 0}

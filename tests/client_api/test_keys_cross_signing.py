@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from signedjson.types import SigningKey
 
-from tests.client_api.conftest import error, password_auth
+from tests.client_api.conftest import PASSWORD, error, password_auth
 from tests.client_api.e2e_helpers import Device, cross_signing_key, ok, public_key, sign
 from tests.spec_schemas import validate_request, validate_response
 
@@ -165,3 +165,12 @@ async def test_signatures_need_the_signing_keys(client: TestClient) -> None:
                 "M_BAD_JSON")
     await error(await alice.post("/keys/signatures/upload", {"nope": {}}), 400,
                 "M_INVALID_PARAM")
+
+
+async def test_public_key_equal_to_a_device_id_refused(client: TestClient) -> None:
+    alice = await Device.register(client, "alice")
+    keys = CrossSigningKeys(alice)
+    await ok(await client.post("/_matrix/client/v3/login", json={
+        "type": "m.login.password", "password": PASSWORD, "device_id": public_key(keys.master),
+        "identifier": {"type": "m.id.user", "user": alice.user_id}}))
+    await error(await _upload(alice, keys.body()), 403, "M_FORBIDDEN")

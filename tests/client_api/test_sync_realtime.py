@@ -22,13 +22,18 @@ async def _serve(make_hs: MakeHs, connect: Connect) -> tuple[Homeserver, TestCli
     return hs, await connect(hs)
 
 
-async def _waiting(hs: Homeserver, count: int = 1) -> None:
-    """Yield to the loop until `count` syncs wait on the notifier (no timed sleeps)."""
-    for _ in range(10_000):
-        if hs.notifier.waiter_count() >= count:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the sync never started waiting")
+async def _waiting(hs: Homeserver, count: int = 1, within_s: float = 30.0) -> None:
+    """Wait until `count` syncs wait on the notifier.
+
+    A readiness check, not a timed sleep: it returns the moment the sync is parked, and
+    the deadline (in time, not loop turns, so a loaded CI machine does not fail it) only
+    bounds a test that would otherwise hang."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while hs.notifier.waiter_count() < count:
+        if loop.time() > deadline:
+            raise AssertionError("the sync never started waiting")
+        await asyncio.sleep(0.001)
 
 
 async def _pair(client: TestClient) -> tuple[User, User, str]:
