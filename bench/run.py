@@ -205,7 +205,14 @@ async def run_server(server: Server, counts: Counts, admin_dsn: str, log: Callab
         await session.close()
 
 
+def dump_tasks() -> None:
+    """SIGUSR1: print every asyncio task's stack (to see where a run is waiting)."""
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=sys.stderr)
+
+
 async def main_async(args: argparse.Namespace) -> int:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
     counts = Counts.scaled(args.scale)
     workroot = Path(args.workdir).resolve()
     dbs = [d for d in args.db.split(",") if d]

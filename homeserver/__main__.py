@@ -1,6 +1,6 @@
 """The `devnet-homeserver` command (also `python -m homeserver`).
 
-Subcommands: `generate-config`, `run` and `register-user`. Errors an operator can fix
+Subcommands: `generate-config`, `run`, `register-user` and `media`. Errors an operator can fix
 (a bad config, a taken user name, a busy port) print one line and exit 1; tracebacks
 are kept for bugs.
 """
@@ -66,6 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--admin", action="store_true", help="make the account a server admin")
     reg.add_argument("--password", help="the password (prompted for when absent; visible to `ps` when given)")
     reg.set_defaults(func=_register_user)
+
+    media = sub.add_parser("media", help="media repository administration")
+    media.add_argument("-c", "--config", required=True, help="config file")
+    media_sub = media.add_subparsers(dest="media_command", required=True, metavar="ACTION")
+    delete = media_sub.add_parser("delete", help="delete local media (and its thumbnails) by ID")
+    delete.add_argument("media_ids", nargs="+", metavar="MEDIA_ID",
+                        help="a media ID or an mxc://server/id URI of this server")
+    purge = media_sub.add_parser("purge-remote", help="delete cached remote media not "
+                                 "accessed for some days")
+    purge.add_argument("--days", type=int, required=True, help="last accessed more than DAYS ago")
+    media.set_defaults(func=_media)
     return parser
 
 
@@ -153,6 +164,39 @@ async def _create_account(config: Config, localpart: str, password: str, admin: 
     finally:
         await hs.close()
     return result.user_id
+
+
+def _media(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging("WARNING")
+    if args.media_command == "purge-remote" and args.days < 0:
+        raise CommandError("--days must not be negative")
+    try:
+        asyncio.run(_media_action(config, args))
+    except DatabaseUnavailable as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+async def _media_action(config: Config, args: argparse.Namespace) -> None:
+    hs = Homeserver(config)
+    await hs.open()
+    try:
+        if args.media_command == "purge-remote":
+            count = await hs.media.purge_remote(args.days * 24 * 60 * 60 * 1000)
+            print(f"purged {count} remote media")
+            return
+        missing = []
+        for item in args.media_ids:
+            server, _, media_id = item.removeprefix("mxc://").rpartition("/")
+            if server not in ("", config.server_name) or not await hs.media.delete_local(media_id):
+                missing.append(item)
+            else:
+                print(f"deleted {item}")
+    finally:
+        await hs.close()
+    if missing:
+        raise CommandError(f"no such local media: {', '.join(missing)}")
 
 
 if __name__ == "__main__":

@@ -193,6 +193,79 @@ class AuthConfig:
 
 
 @attrs.frozen
+class ThumbnailSize:
+    width: int
+    height: int
+    method: str  # scale | crop
+
+
+DEFAULT_THUMBNAIL_SIZES = (ThumbnailSize(32, 32, "crop"), ThumbnailSize(96, 96, "crop"),
+                           ThumbnailSize(320, 240, "scale"), ThumbnailSize(640, 480, "scale"),
+                           ThumbnailSize(800, 600, "scale"))
+
+
+@attrs.frozen
+class MediaConfig:
+    """The media repository (spec: content repository)."""
+
+    media_store_path: str
+    max_upload_size: int = 50 * 1024 * 1024
+    # Total bytes of media one user may have stored; None: no quota.
+    max_storage_per_user: int | None = None
+    # Content types (exact, or a `type/*` prefix); empty allow list: anything not denied.
+    allowed_content_types: tuple[str, ...] = ()
+    denied_content_types: tuple[str, ...] = ()
+    # Legacy unauthenticated /_matrix/media/v3/download|thumbnail: all | none |
+    # before_cutoff (media created before legacy_unauthenticated_cutoff_ms, the spec's
+    # "freeze").
+    legacy_unauthenticated_media: str = "before_cutoff"
+    legacy_unauthenticated_cutoff_ms: int = 0
+    # Sizes generated at upload for images; other sizes are made on request and cached.
+    thumbnail_sizes: tuple[ThumbnailSize, ...] = DEFAULT_THUMBNAIL_SIZES
+    # Images with more pixels than this are not decoded (decompression bombs).
+    max_image_pixels: int = 32 * 1024 * 1024
+    # Async uploads (POST /media/v1/create): how long an ID stays usable, how many a user
+    # may hold unused.
+    unused_expiration_ms: int = 24 * 60 * 60 * 1000
+    max_pending_uploads: int = 10
+
+    @classmethod
+    def load(cls, s: _Section, base_dir: str) -> MediaConfig:
+        sizes = []
+        default_sizes = [attrs.asdict(t) for t in DEFAULT_THUMBNAIL_SIZES]
+        for i, item in enumerate(s.get("thumbnail_sizes", list, default_sizes)):
+            t = _Section(item, f"{s.key('thumbnail_sizes')}[{i}]")
+            sizes.append(ThumbnailSize(t.positive("width", int, attrs.NOTHING),
+                                       t.positive("height", int, attrs.NOTHING),
+                                       t.choice("method", ("scale", "crop"), "scale")))
+        cutoff = s.get("legacy_unauthenticated_cutoff_ms", int, 0)
+        if cutoff < 0:
+            raise ConfigError(f"{s.key('legacy_unauthenticated_cutoff_ms')}: must not be negative")
+        return cls(
+            media_store_path=s.path_value("media_store_path", base_dir, "media_store"),
+            max_upload_size=s.positive("max_upload_size", int, 50 * 1024 * 1024),
+            max_storage_per_user=s.positive("max_storage_per_user", int, None),
+            allowed_content_types=_content_types(s, "allowed_content_types"),
+            denied_content_types=_content_types(s, "denied_content_types"),
+            legacy_unauthenticated_media=s.choice("legacy_unauthenticated_media",
+                                                  ("all", "none", "before_cutoff"), "before_cutoff"),
+            legacy_unauthenticated_cutoff_ms=cutoff,
+            thumbnail_sizes=tuple(sizes),
+            max_image_pixels=s.positive("max_image_pixels", int, 32 * 1024 * 1024),
+            unused_expiration_ms=s.positive("unused_expiration_ms", int, 24 * 60 * 60 * 1000),
+            max_pending_uploads=s.positive("max_pending_uploads", int, 10),
+        )
+
+
+def _content_types(s: _Section, name: str) -> tuple[str, ...]:
+    values = s.get(name, list, [])
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or "/" not in v:
+            raise ConfigError(f"{s.key(name)}[{i}]: must be a content type like image/png or image/*")
+    return tuple(v.lower() for v in values)
+
+
+@attrs.frozen
 class Config:
     server_name: str
     public_baseurl: str
@@ -207,6 +280,7 @@ class Config:
     serve_server_wellknown: bool
     log_level: str
     config_dir: str
+    media: MediaConfig = attrs.field(factory=lambda: MediaConfig(media_store_path="media_store"))
 
     @classmethod
     def from_dict(cls, data: Any, config_dir: str) -> Config:
@@ -237,6 +311,7 @@ class Config:
             serve_server_wellknown=s.get("serve_server_wellknown", bool, True),
             log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             config_dir=config_dir,
+            media=MediaConfig.load(s.sub("media"), config_dir),
         )
 
 

@@ -19,6 +19,8 @@ from client_api.login import Login
 from client_api.messages import Messages
 from client_api.presence import Presence
 from client_api.profile import Profile
+from client_api.push_rules import PushRulesApi
+from client_api.pushers import PushersApi
 from client_api.receipts import Receipts
 from client_api.registrar import CLIENT_PREFIX, Registrar, create_app
 from client_api.registration import Registration
@@ -54,6 +56,10 @@ from homeserver.e2e.device_lists import DeviceLists
 from homeserver.e2e.key_backup import KeyBackup
 from homeserver.e2e.key_query import KeyQueries
 from homeserver.e2e.to_device import ToDevice
+from homeserver.push.bulk_evaluator import BulkPushEvaluator
+from homeserver.push.counts import NotificationCounts
+from homeserver.push.pushers import Pushers
+from homeserver.push.rules_service import PushRules
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.hierarchy import SpaceHierarchy
@@ -72,9 +78,13 @@ from homeserver.storage.devices import DeviceStore
 from homeserver.storage.e2e_keys import E2eKeyStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.media import MediaStore
 from homeserver.storage.migrations import apply_migrations
+from homeserver.storage.notifications import NotificationStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
+from homeserver.storage.push_rules import PushRuleStore
+from homeserver.storage.pushers import PusherStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.room_directory import RoomDirectoryStore
@@ -83,6 +93,7 @@ from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uiaa_sessions import UiaaSessionStore
 from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
+from homeserver.sync.e2e_sync import E2eSync
 from homeserver.sync.filter_service import FilterService
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.presence import PresenceService
@@ -92,6 +103,12 @@ from homeserver.sync.sync_service import SyncService, UnreadCounts, room_event_l
 from homeserver.sync.timers import LoopScheduler, Scheduler
 from homeserver.sync.tokens import ACCOUNT_DATA
 from homeserver.sync.typing import TypingService
+from media_repo.download_api import MediaDownloads
+from media_repo.filestore import FileStore
+from media_repo.repository import MediaRepository
+from media_repo.thumbnailer import Thumbnailer
+from media_repo.thumbnails import Thumbnails
+from media_repo.upload_api import MediaUploads
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +130,9 @@ class Homeserver:
         self._build_directories_and_search()
         self._build_spaces_and_tags()
         self._build_e2e()
+        self._build_push()
+        self._build_sync_service()
+        self._build_media()
         self._runners: list[web.AppRunner] = []
 
     def _build_accounts(self) -> None:
@@ -157,8 +177,8 @@ class Homeserver:
                                  profile_lookup=self.profiles.get_profile)
 
     def _build_sync(self) -> None:
-        """Sync: the notifier woken by every stream writer, the ephemeral services over
-        the rooms service's Membership/EventLocator ports, and /sync itself."""
+        """Sync's building blocks: the notifier woken by every stream writer and the
+        ephemeral services over the rooms service's Membership/EventLocator ports."""
         db, rooms = self.db, self.rooms
         self.notifier = Notifier()
         rooms.add_event_listener(room_event_listener(self.notifier))
@@ -168,10 +188,31 @@ class Homeserver:
                                        rooms, rooms, self.clock)
         self.presence = PresenceService(db, PresenceStore(), self.notifier, rooms, self.clock,
                                         self.scheduler)
+
+    def _build_sync_service(self) -> None:
+        """/sync itself, last: it reads every stream, the E2EE ones included."""
+        rooms = self.rooms
         extras = SyncExtras(self.account_data_store, self.typing, self.receipts, self.presence)
-        self.sync = SyncService(db, rooms.stores, rooms.loader, extras, self.typing,
-                                self.presence, self.notifier, counts=self._unread_counts,
-                                ignored=self.account_data)
+        e2e = E2eSync(self.to_device, self.device_lists, self.device_keys)
+        self.sync = SyncService(self.db, rooms.stores, rooms.loader, extras, self.typing,
+                                self.presence, self.notifier,
+                                counts=self._unread_counts or self.notification_counts,
+                                ignored=self.account_data, e2e=e2e)
+
+    def _build_push(self) -> None:
+        """Push: rules (changes reach clients as m.push_rules account data), the
+        evaluator behind an after-commit listener, counts reset by read receipts, pushers."""
+        db, rooms = self.db, self.rooms
+        self.push_rules = PushRules(db, PushRuleStore(), self.account_data_store,
+                                    on_change=self._account_data_changed)
+        notifications = NotificationStore()
+        self.push_evaluator = BulkPushEvaluator(db, rooms.stores, self.push_rules, notifications,
+                                                self.clock, server_name=self.config.server_name)
+        rooms.add_event_listener(self.push_evaluator.on_event_persisted)
+        self.notification_counts = NotificationCounts(db, notifications, rooms.stores,
+                                                      rooms.loader)
+        self.receipts.on_receipt.append(self.notification_counts.on_receipt)
+        self.pushers = Pushers(db, PusherStore(), self.clock)
 
     def _account_data_changed(self, user_id: str, stream_id: int) -> None:
         # Built before the notifier exists; only called after open(), by then it does.
@@ -214,9 +255,20 @@ class Homeserver:
                                   server_name=server_name)
         self.key_backup = KeyBackup(db, KeyBackupStore())
 
+    def _build_media(self) -> None:
+        """The media repository: content-addressed files, metadata, thumbnails."""
+        config = self.config.media
+        self.media_files = FileStore(config.media_store_path)
+        media_store = MediaStore()
+        self.media = MediaRepository(self.db, media_store, self.media_files, self.clock,
+                                     server_name=self.config.server_name, config=config)
+        self.thumbnails = Thumbnails(self.db, media_store, self.media_files,
+                                     Thumbnailer(config.max_image_pixels), config)
+
     async def open(self) -> None:
         """Open the database and apply pending migrations."""
         await self.db.open()
+        self.media_files.ensure_dirs()
         applied = await apply_migrations(self.db, now_ms=self.clock.time_ms())
         if applied:
             logger.info("applied migrations %s", applied)
@@ -227,6 +279,7 @@ class Homeserver:
 
     async def close(self) -> None:
         self.presence.close()
+        await self.push_evaluator.close()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -249,9 +302,19 @@ class Homeserver:
         registrar.add_routes(app, Search(self.room_event_search).endpoints())
         registrar.add_routes(app, Spaces(self.space_hierarchy).endpoints())
         registrar.add_routes(app, Tags(self.room_tags).endpoints())
+        registrar.add_routes(app, PushRulesApi(self.push_rules).endpoints())
+        registrar.add_routes(app, PushersApi(self.pushers, self.notification_counts).endpoints())
         self._add_e2e_routes(app, registrar)
         self._add_sync_routes(app, registrar)
+        self._add_media_routes(app, registrar)
         return app
+
+    def _add_media_routes(self, app: web.Application, registrar: Registrar) -> None:
+        # Uploads are table endpoints (the body is left unread and streamed); downloads
+        # answer with files, so they add plain routes using the same Authenticator.
+        registrar.add_routes(app, MediaUploads(self.media, self.thumbnails).endpoints(),
+                             prefix="/_matrix")
+        MediaDownloads(self.media, self.thumbnails, self.authenticator).add_routes(app)
 
     def _add_e2e_routes(self, app: web.Application, registrar: Registrar) -> None:
         registrar.add_routes(app, Keys(self.device_keys, self.key_queries, self.device_lists,

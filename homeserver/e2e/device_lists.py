@@ -88,7 +88,9 @@ class DeviceLists:
                 conn, sorted(my_rooms | {c.room_id for c in mine}), since_pos, to_pos)
             members = await store.joined_members(conn, sorted({c.room_id for c in mine}))
         gained, lost = _membership_deltas(user_id, mine, others, members)
-        changed = (key_changes & (sharing | {user_id})) | (gained & sharing)
+        # The user's own join puts them among the room's members; newly sharing a room
+        # with oneself is no news (their own key changes still are).
+        changed = (key_changes & (sharing | {user_id})) | ((gained - {user_id}) & sharing)
         left = lost - sharing - {user_id}
         return changed, left
 

@@ -11,7 +11,7 @@ room account data (through the accounts engineer's AccountDataStore), not a rece
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from homeserver.clock import Clock
@@ -30,6 +30,9 @@ FULLY_READ = "m.fully_read"
 RECEIPT_TYPES = (READ, READ_PRIVATE)
 MAIN_THREAD = "main"
 MAX_STREAM_POSITION = 2**63 - 1
+# After a receipt is stored: (user_id, room_id, receipt_type, thread_id, event position),
+# e.g. push resetting notification counts.
+ReceiptListener = Callable[[str, str, str, "str | None", int], Awaitable[None]]
 
 
 def validate_thread_id(receipt_type: str, thread_id: Any) -> str | None:
@@ -55,6 +58,7 @@ class ReceiptService:
         self._membership = membership
         self._events = events
         self._clock = clock
+        self.on_receipt: list[ReceiptListener] = []
 
     async def post_receipt(self, user_id: str, room_id: str, receipt_type: str, event_id: str,
                            thread_id: str | None = None) -> None:
@@ -106,6 +110,9 @@ class ReceiptService:
         async with self._db.transaction() as conn:
             stream_id = await self._store.upsert(conn, room_id, receipt_type, user_id, thread_id,
                                                  event_id, {"ts": self._clock.time_ms()})
+        # Before the wake-up, so a sync woken by the receipt sees its effects (counts).
+        for listener in self.on_receipt:
+            await listener(user_id, room_id, receipt_type, thread_id, position)
         if receipt_type == READ_PRIVATE:
             self._notifier.notify(RECEIPTS, stream_id, users=(user_id,))
         else:

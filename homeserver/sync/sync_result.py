@@ -77,6 +77,31 @@ class RoomResult:
 
 
 @attrs.frozen
+class E2eSection:
+    """to_device, device_lists and the device's key counts (see sync/e2e_sync.py)."""
+
+    to_device: list[JsonDict] = attrs.field(factory=list)
+    changed: list[str] = attrs.field(factory=list)
+    left: list[str] = attrs.field(factory=list)
+    # None when the request has no device: there is nothing to count for.
+    one_time_keys_count: dict[str, int] | None = None
+    unused_fallback_key_types: list[str] | None = None
+
+    def is_empty(self) -> bool:
+        # Key counts are state, not news: they ride along but never end a long-poll.
+        return not (self.to_device or self.changed or self.left)
+
+    def to_json(self) -> JsonDict:
+        out: JsonDict = {"to_device": {"events": self.to_device},
+                         "device_lists": {"changed": self.changed, "left": self.left}}
+        if self.one_time_keys_count is not None:
+            out["device_one_time_keys_count"] = self.one_time_keys_count
+        if self.unused_fallback_key_types is not None:
+            out["device_unused_fallback_key_types"] = self.unused_fallback_key_types
+        return out
+
+
+@attrs.frozen
 class SyncResult:
     next_batch: SyncToken
     join: dict[str, RoomResult] = attrs.field(factory=dict)
@@ -86,11 +111,12 @@ class SyncResult:
     knock: dict[str, list[JsonDict]] = attrs.field(factory=dict)
     presence: list[JsonDict] = attrs.field(factory=list)
     account_data: list[JsonDict] = attrs.field(factory=list)
+    e2e: E2eSection = attrs.field(factory=E2eSection)
 
     def is_empty(self) -> bool:
         """Nothing a client needs to see: a long-poll keeps waiting."""
         return not (self.join or self.leave or self.invite or self.knock or self.presence
-                    or self.account_data)
+                    or self.account_data) and self.e2e.is_empty()
 
     def to_json(self) -> JsonDict:
         return {
@@ -103,4 +129,5 @@ class SyncResult:
             },
             "presence": {"events": self.presence},
             "account_data": {"events": self.account_data},
+            **self.e2e.to_json(),
         }

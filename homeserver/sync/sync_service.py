@@ -26,6 +26,7 @@ from homeserver.rooms.persistence import PersistedEvent
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.sync_queries import SyncQueries
+from homeserver.sync.e2e_sync import E2eSync
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.presence import PresenceService
 from homeserver.sync.room_extras import RoomExtras
@@ -36,6 +37,7 @@ from homeserver.sync.sync_result import (
     OFFLINE,
     ONLINE,
     UNAVAILABLE,
+    E2eSection,
     RoomResult,
     SyncRequest,
     SyncResult,
@@ -79,7 +81,8 @@ class SyncService:
     def __init__(self, db: Database, stores: RoomStores, loader: ClientEventLoader,
                  extras: SyncExtras, typing: TypingService, presence: PresenceService,
                  notifier: Notifier, *, counts: UnreadCounts | None = None,
-                 ignored: IgnoredUsers | None = None, queries: SyncQueries | None = None):
+                 ignored: IgnoredUsers | None = None, queries: SyncQueries | None = None,
+                 e2e: E2eSync | None = None):
         self._db = db
         self._stores = stores
         self._queries = queries or SyncQueries()
@@ -91,6 +94,7 @@ class SyncService:
         self._notifier = notifier
         self._counts = counts or NoUnreadCounts()
         self._ignored = ignored
+        self._e2e = e2e
 
     async def current_token(self) -> SyncToken:
         return await current_token(self._db, {TYPING: self._typing.position})
@@ -104,6 +108,8 @@ class SyncService:
         if request.since is not None and since != request.since:
             logger.info("sync token %s from the future for %s; clamped to %s",
                         request.since, request.user_id, since)
+        if self._e2e is not None:
+            await self._e2e.acknowledge(request, since)
         result, joined = await self._compute(request, since, current)
         if since is None or request.full_state or not result.is_empty():
             return result
@@ -165,6 +171,9 @@ class SyncService:
                 if plan.full or room.has_updates():
                     join[plan.room_id] = room
             join = await self._add_summaries(conn, request.user_id, join, by_section[JOIN])
+        e2e = E2eSection()
+        if self._e2e is not None:
+            e2e, current = await self._e2e.read(request, since, current)
         leave = {p.room_id: RoomResult(rooms[p.room_id].timeline, rooms[p.room_id].state,
                                        extras.room_account_data.get(p.room_id, []),
                                        state_after=request.use_state_after)
@@ -173,7 +182,7 @@ class SyncService:
             next_batch=current, join=join, leave=leave,
             invite={p.room_id: stripped.get(p.room_id, []) for p in by_section[INVITE]},
             knock={p.room_id: stripped.get(p.room_id, []) for p in by_section[KNOCK]},
-            presence=extras.presence, account_data=extras.global_account_data)
+            presence=extras.presence, account_data=extras.global_account_data, e2e=e2e)
         return result, joined
 
     async def _room_contents(self, conn: Connection, request: SyncRequest,

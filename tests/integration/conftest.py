@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from nio import AsyncClient, AsyncClientConfig
 
 from homeserver.config import Config
 from homeserver.server import Homeserver
@@ -57,6 +58,7 @@ class Servers:
 
 
 MakeServers = Callable[..., Servers]
+MakeClient = Callable[..., AsyncClient]
 
 
 @pytest.fixture
@@ -82,3 +84,21 @@ async def make_servers(tmp_path: Any,
 def servers(make_servers: MakeServers) -> Servers:
     """Servers with the default test config (open registration)."""
     return make_servers()
+
+
+@pytest.fixture
+async def nio_client() -> AsyncIterator[MakeClient]:
+    """Make nio AsyncClients (closed at teardown). No retries: a 429 or a dropped
+    connection is returned or raised at once instead of being retried with sleeps."""
+    clients: list[AsyncClient] = []
+
+    def make(base_url: str, user: str = "") -> AsyncClient:
+        config = AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0, request_timeout=30,
+                                   encryption_enabled=False)
+        client = AsyncClient(base_url, user, config=config)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

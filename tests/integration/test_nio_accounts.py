@@ -8,14 +8,11 @@ and what DevNet does shows up here as the wrong response class.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
 from nio import (
     Api,
     AsyncClient,
-    AsyncClientConfig,
     DeleteDevicesAuthResponse,
     DeleteDevicesResponse,
     DevicesResponse,
@@ -32,33 +29,12 @@ from nio import (
     WhoamiResponse,
 )
 
-from tests.integration.conftest import MakeServers, Servers
+from tests.integration.conftest import MakeClient, MakeServers, Servers
 
 PASSWORD = "correct horse battery"
 ALICE = "@alice:test.local"
 # m.direct because nio can read it back itself (AsyncClient.list_direct_rooms).
 DIRECT = {"@bob:test.local": ["!dm:test.local"]}
-
-MakeClient = Callable[..., AsyncClient]
-
-
-@pytest.fixture
-async def nio_client() -> AsyncIterator[MakeClient]:
-    """Make nio AsyncClients (closed at teardown). No retries: a 429 or a dropped
-    connection is returned or raised at once instead of being retried with sleeps."""
-    clients: list[AsyncClient] = []
-
-    def make(base_url: str, user: str = "") -> AsyncClient:
-        config = AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0, request_timeout=30,
-                                   encryption_enabled=False)
-        client = AsyncClient(base_url, user, config=config)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
-
 
 async def put_account_data(client: AsyncClient, event_type: str, content: dict[str, Any]) -> None:
     """PUT /user/{userId}/account_data/{type}: nio has no method for it, so this goes

@@ -1,0 +1,152 @@
+"""Events that notified a user, and unread notification counts per (user, room, thread).
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#receiving-notifications and
+#get_matrixclientv3notifications . The evaluator adds notifications and increments the
+counts; a read receipt moves `read_upto` and recounts from the notification rows, so a
+count is never more than a recount away from the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from homeserver.storage.database import Connection, Database
+
+
+@attrs.frozen
+class NewNotification:
+    user_id: str
+    room_id: str
+    event_id: str
+    thread_id: str
+    stream_ordering: int
+    actions: list[Any]
+    highlight: bool
+    ts: int
+
+
+@attrs.frozen
+class NotificationRow:
+    room_id: str
+    event_id: str
+    stream_ordering: int
+    actions: list[Any]
+    ts: int
+    read: bool
+
+
+INSERT_NOTIFICATION = """
+INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_ordering, actions,
+                           highlight, ts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (user_id, event_id) DO NOTHING
+RETURNING event_id
+"""
+SELECT_ROOM_READ = """
+SELECT read_upto FROM notification_room_read WHERE user_id = $1 AND room_id = $2
+"""
+# A first notification in a thread starts counting after the room's unthreaded receipt;
+# an existing row counts only what lies after its own read position.
+INCREMENT = """
+INSERT INTO notification_counts (user_id, room_id, thread_id, notif_count, highlight_count,
+                                 read_upto)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (user_id, room_id, thread_id) DO UPDATE
+SET notif_count = notification_counts.notif_count + excluded.notif_count,
+    highlight_count = notification_counts.highlight_count + excluded.highlight_count
+WHERE notification_counts.read_upto < $7
+"""
+UPSERT_ROOM_READ = """
+INSERT INTO notification_room_read (user_id, room_id, read_upto) VALUES ($1, $2, $3)
+ON CONFLICT (user_id, room_id) DO UPDATE SET read_upto = excluded.read_upto
+WHERE notification_room_read.read_upto < excluded.read_upto
+"""
+ENSURE_THREAD = """
+INSERT INTO notification_counts (user_id, room_id, thread_id, notif_count, highlight_count,
+                                 read_upto)
+VALUES ($1, $2, $3, 0, 0, $4)
+ON CONFLICT (user_id, room_id, thread_id) DO NOTHING
+"""
+_RECOUNT = """
+UPDATE notification_counts
+SET read_upto = CASE WHEN read_upto < $3 THEN $3 ELSE read_upto END,
+    notif_count = (SELECT COUNT(*) FROM notifications n
+                   WHERE n.user_id = notification_counts.user_id
+                     AND n.room_id = notification_counts.room_id
+                     AND n.thread_id = notification_counts.thread_id
+                     AND n.stream_ordering > CASE WHEN notification_counts.read_upto < $3
+                                                  THEN $3 ELSE notification_counts.read_upto END),
+    highlight_count = (SELECT COUNT(*) FROM notifications n
+                       WHERE n.user_id = notification_counts.user_id
+                         AND n.room_id = notification_counts.room_id
+                         AND n.thread_id = notification_counts.thread_id
+                         AND n.highlight = 1
+                         AND n.stream_ordering > CASE WHEN notification_counts.read_upto < $3
+                                                      THEN $3 ELSE notification_counts.read_upto END)
+WHERE user_id = $1 AND room_id = $2 AND read_upto < $3
+"""
+RECOUNT_ROOM = _RECOUNT
+RECOUNT_THREAD = _RECOUNT + " AND thread_id = $4"
+SELECT_COUNTS = """
+SELECT room_id, thread_id, notif_count, highlight_count FROM notification_counts
+WHERE user_id = $1 AND (notif_count > 0 OR highlight_count > 0)
+"""
+_LIST = """
+SELECT n.room_id, n.event_id, n.stream_ordering, n.actions, n.ts, c.read_upto
+FROM notifications n
+LEFT JOIN notification_counts c
+  ON c.user_id = n.user_id AND c.room_id = n.room_id AND c.thread_id = n.thread_id
+WHERE n.user_id = $1 AND n.stream_ordering < $2
+"""
+SELECT_NOTIFICATIONS = _LIST + " ORDER BY n.stream_ordering DESC LIMIT $3"
+SELECT_HIGHLIGHTS = _LIST + " AND n.highlight = 1 ORDER BY n.stream_ordering DESC LIMIT $3"
+
+
+class NotificationStore:
+    async def add(self, conn: Connection, notifications: Sequence[NewNotification]) -> None:
+        """Record notifications and count the unread ones; adding one twice is a no-op."""
+        for n in notifications:
+            inserted = await conn.fetchval(
+                INSERT_NOTIFICATION, n.user_id, n.room_id, n.event_id, n.thread_id,
+                n.stream_ordering, json.dumps(n.actions, separators=(",", ":")),
+                int(n.highlight), n.ts)
+            if inserted is None:
+                continue
+            room_read = await conn.fetchval(SELECT_ROOM_READ, n.user_id, n.room_id) or 0
+            unread = n.stream_ordering > room_read
+            await conn.execute(INCREMENT, n.user_id, n.room_id, n.thread_id, int(unread),
+                               int(unread and n.highlight), room_read, n.stream_ordering)
+
+    async def mark_read(self, conn: Connection, user_id: str, room_id: str,
+                        thread_id: str | None, position: int) -> None:
+        """Everything at or before `position` is read: in the whole room (`thread_id`
+        None, an unthreaded receipt) or in one thread ('main' or a thread root)."""
+        if thread_id is None:
+            await conn.execute(UPSERT_ROOM_READ, user_id, room_id, position)
+            await conn.execute(RECOUNT_ROOM, user_id, room_id, position)
+        else:
+            await conn.execute(ENSURE_THREAD, user_id, room_id, thread_id, position)
+            await conn.execute(RECOUNT_THREAD, user_id, room_id, position, thread_id)
+
+    async def counts(self, db: Database | Connection,
+                     user_id: str) -> dict[str, dict[str, tuple[int, int]]]:
+        """room -> thread -> (notifications, highlights), non-zero counts only."""
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for r in await db.fetch(SELECT_COUNTS, user_id):
+            out.setdefault(r["room_id"], {})[r["thread_id"]] = (int(r["notif_count"]),
+                                                                 int(r["highlight_count"]))
+        return out
+
+    async def list(self, db: Database | Connection, user_id: str, before: int, limit: int,
+                   *, only_highlight: bool = False) -> list[NotificationRow]:
+        """Newest first, below stream position `before`."""
+        sql = SELECT_HIGHLIGHTS if only_highlight else SELECT_NOTIFICATIONS
+        return [NotificationRow(r["room_id"], r["event_id"], int(r["stream_ordering"]),
+                                json.loads(r["actions"]), int(r["ts"]),
+                                r["read_upto"] is not None
+                                and int(r["stream_ordering"]) <= int(r["read_upto"]))
+                for r in await db.fetch(sql, user_id, before, limit)]

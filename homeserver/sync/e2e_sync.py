@@ -1,0 +1,81 @@
+"""The end-to-end encryption parts of a sync: to-device messages, device-list changes,
+one-time key counts and unused fallback key types.
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#extensions-to-sync (to-device) and
+https://spec.matrix.org/v1.19/client-server-api/#e2e-extensions-to-sync .
+
+To-device messages are read for (since, current] of the "to_device" stream, at most
+TO_DEVICE_LIMIT per sync; the position for `next_batch` is the one `to_device_since`
+returns, which is `current` unless the limit cut the list short. Keeping `since`'s
+position instead on an empty read would leave the token behind every notification the
+user ever had, and a long-poll would be woken again at once, forever.
+
+A device's messages are deleted when it syncs with a `since` past them (`acknowledge`):
+until then a response lost on the way is simply sent again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from homeserver.sync.sync_result import E2eSection, SyncRequest
+from homeserver.sync.tokens import DEVICE_LISTS, TO_DEVICE, SyncToken
+
+JsonDict = dict[str, Any]
+
+# Synapse sends at most 100 per sync too; a client catching up gets the rest at once
+# on its next sync, because a non-empty result is never held back.
+TO_DEVICE_LIMIT = 100
+
+
+class ToDeviceInbox(Protocol):
+    async def to_device_since(self, user_id: str, device_id: str, since_pos: int, limit: int,
+                              to_pos: int | None = None) -> tuple[list[JsonDict], int]: ...
+
+    async def ack_to_device(self, user_id: str, device_id: str, up_to_pos: int) -> int: ...
+
+
+class DeviceListChanges(Protocol):
+    async def device_list_changes(self, user_id: str, since_pos: int,
+                                  to_pos: int) -> tuple[set[str], set[str]]: ...
+
+
+class KeyCounts(Protocol):
+    async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]: ...
+
+    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]: ...
+
+
+class E2eSync:
+    def __init__(self, inbox: ToDeviceInbox, device_lists: DeviceListChanges, keys: KeyCounts):
+        self._inbox = inbox
+        self._device_lists = device_lists
+        self._keys = keys
+
+    async def acknowledge(self, request: SyncRequest, since: SyncToken | None) -> None:
+        """The device synced with `since`: it holds every message up to that position."""
+        if since is not None and request.device_id is not None and since[TO_DEVICE] > 0:
+            await self._inbox.ack_to_device(request.user_id, request.device_id, since[TO_DEVICE])
+
+    async def read(self, request: SyncRequest, since: SyncToken | None,
+                   current: SyncToken) -> tuple[E2eSection, SyncToken]:
+        """The section for (since, current] and `current` with the to-device position
+        the next sync must start from."""
+        user_id, device_id = request.user_id, request.device_id
+        changed: set[str] = set()
+        left: set[str] = set()
+        # Initial sync: the client downloads the keys of everyone it tracks anyway.
+        if since is not None:
+            changed, left = await self._device_lists.device_list_changes(
+                user_id, since[DEVICE_LISTS], current[DEVICE_LISTS])
+        if device_id is None:
+            return E2eSection(changed=sorted(changed), left=sorted(left)), current
+        start = 0 if since is None else since[TO_DEVICE]
+        messages, next_pos = await self._inbox.to_device_since(
+            user_id, device_id, start, TO_DEVICE_LIMIT, to_pos=current[TO_DEVICE])
+        section = E2eSection(
+            to_device=messages, changed=sorted(changed), left=sorted(left),
+            one_time_keys_count=await self._keys.one_time_key_counts(user_id, device_id),
+            unused_fallback_key_types=await self._keys.unused_fallback_key_types(
+                user_id, device_id))
+        return section, current.copy_with(TO_DEVICE, next_pos)

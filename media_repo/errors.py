@@ -1,0 +1,22 @@
+"""Media-specific members of the MatrixError family (homeserver/errors.py).
+
+Spec: https://spec.matrix.org/v1.19/client-server-api/#content-repository
+"""
+
+from __future__ import annotations
+
+from homeserver.errors import MatrixError
+
+
+class CannotOverwriteMedia(MatrixError):
+    """PUT /upload/{serverName}/{mediaId} for media whose body already arrived."""
+
+    errcode = "M_CANNOT_OVERWRITE_MEDIA"
+    status = 409
+
+
+class NotYetUploaded(MatrixError):
+    """Download of an async upload whose body has not arrived (we do not wait for it)."""
+
+    errcode = "M_NOT_YET_UPLOADED"
+    status = 504
