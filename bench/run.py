@@ -40,6 +40,7 @@ PY_SPY = REPO / ".cache" / "bench-tools" / "bin" / "py-spy"
 # (label, metric key, unit, better) -- better: "lower" or "higher"; None: informative only.
 ROWS: list[tuple[str, str, str, str | None]] = [
     ("1 send throughput", "w1_send_throughput_msg_s", "msg/s", "higher"),
+    ("1 server CPU per message", "w1_server_cpu_ms_per_msg", "ms", "lower"),
     ("2 delivery under load p50", "w2_delivery_p50_ms", "ms", "lower"),
     ("2 delivery under load p95", "w2_delivery_p95_ms", "ms", "lower"),
     ("2 delivery under load p99", "w2_delivery_p99_ms", "ms", "lower"),

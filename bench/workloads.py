@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -161,14 +162,17 @@ class Bench:
 
     async def step(self, name: str, coro: Awaitable[None]) -> None:
         """Run one workload within the deadline; a failure is recorded, not fatal."""
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), self.server.cpu_seconds()
         try:
             await asyncio.wait_for(coro, self.deadline_s)
         except Exception as e:  # noqa: BLE001 (recorded in the results)
             self.errors[name] = f"{type(e).__name__}: {e}"
             self.log(f"  {name}: FAILED {self.errors[name]}")
         self.m.setdefault("durations_s", {})[name] = round(time.perf_counter() - t0, 2)
-        self.log(f"  {name}: {time.perf_counter() - t0:.1f}s")
+        cpu = self.server.cpu_seconds() - cpu0
+        self.m.setdefault("server_cpu_s_by_step", {})[name] = round(cpu, 2)
+        self.log(f"  {name}: {time.perf_counter() - t0:.1f}s (server CPU {cpu:.1f}s, "
+                 f"load {os.getloadavg()[0]:.1f})")
 
     async def hook(self, name: str) -> None:
         if name in self.hooks:
@@ -219,9 +223,10 @@ class Bench:
                 send_lat.append(time.perf_counter() - t)
 
         await self.hook("before_load")
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), self.server.cpu_seconds()
         await asyncio.gather(*(worker(k) for k in range(c.concurrency)))
         elapsed = time.perf_counter() - t0
+        cpu = self.server.cpu_seconds() - cpu0
         # Wait (bounded) for the tail of the deliveries.
         end = time.monotonic() + 30
         while len([b for b in sent_at if b in tracker.arrived]) < len(sent_at) and time.monotonic() < end:
@@ -229,7 +234,7 @@ class Bench:
         lat = [tracker.arrived[b] - t for b, t in sent_at.items() if b in tracker.arrived]
         self.m.update(
             w1_send_throughput_msg_s=round(c.messages / elapsed, 1),
-            w1_elapsed_s=round(elapsed, 3),
+            w1_elapsed_s=round(elapsed, 3), w1_server_cpu_ms_per_msg=ms(cpu / c.messages),
             w1_send_p50_ms=ms(pct(send_lat, 50)), w1_send_p99_ms=ms(pct(send_lat, 99)),
             w2_delivery_p50_ms=ms(pct(lat, 50)), w2_delivery_p95_ms=ms(pct(lat, 95)),
             w2_delivery_p99_ms=ms(pct(lat, 99)), w2_delivered=len(lat),
@@ -448,7 +453,10 @@ class Bench:
 
     async def run(self, websocket: bool) -> dict[str, Any]:
         server = self.server
+        self.m["loadavg_start"] = os.getloadavg()
+        t = time.perf_counter()
         await server.start()
+        self.m["start_s"] = round(time.perf_counter() - t, 2)
         await self.rss_idle("w7_rss_idle_mb")
         await self.step("register", self.register_users())
         if self.senders:
@@ -462,12 +470,15 @@ class Bench:
             await self.step("w6_big_room", self.big_room())
             await self.step("w5_setup", self.initial_sync_setup())
         self.m["w7_rss_peak_before_restart_mb"] = round(server.hwm_kb() / 1024, 1)
+        t = time.perf_counter()
         await server.stop()
+        self.m["stop_s"] = round(time.perf_counter() - t, 2)
         await server.start()
         await self.rss_idle("w7_rss_idle_after_restart_mb")
         if hasattr(self, "sync_devices"):
             await self.step("w5_initial_sync", self.initial_sync())
         await server.stop()
+        self.m["loadavg_end"] = os.getloadavg()
         self.m["w7_rss_peak_mb"] = round(server.peak_rss_kb / 1024, 1)
         self.m["server_cpu_s"] = round(server.cpu_s, 1)
         self.m["rate_limited_requests"] = sum(

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from homeserver.storage.account_data import AccountDataChange, AccountDataStore
-from homeserver.storage.database import Connection
+from homeserver.storage.database import Connection, Database
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.filters import EventFilter
 from homeserver.sync.presence import PresenceService
@@ -50,15 +50,20 @@ class SyncExtras:
         self._presence = presence
         self._queries = queries or SyncQueries()
 
-    async def read(self, conn: Connection, request: SyncRequest, since: SyncToken | None,
+    async def read(self, db: Database, request: SyncRequest, since: SyncToken | None,
                    current: SyncToken, by_section: Mapping[str, list[RoomPlan]]) -> Extras:
-        global_data, room_data = await self._account_data_changes(
-            conn, request, since, current, by_section[JOIN] + by_section[LEAVE])
+        """Takes one connection at a time and none while the receipt and presence
+        services take theirs: holding one while waiting for another deadlocks once
+        as many syncs do so at once as there are connections (two SQLite readers)."""
+        async with db.connection() as conn:
+            global_data, room_data = await self._account_data_changes(
+                conn, request, since, current, by_section[JOIN] + by_section[LEAVE])
+            audience = await self._presence_audience(conn, request, since, current)
         return Extras(
             ephemeral=await self._ephemeral(request, since, current, by_section[JOIN]),
             room_account_data=room_data,
             global_account_data=global_data,
-            presence=await self._presence_events(conn, request, since, current))
+            presence=await self._presence_events(audience, request, since, current))
 
     async def _ephemeral(self, request: SyncRequest, since: SyncToken | None,
                          current: SyncToken, plans: Sequence[RoomPlan]) -> dict[str, list[JsonDict]]:
@@ -116,12 +121,18 @@ class SyncExtras:
                 rooms[room_id] = kept
         return global_events, rooms
 
-    async def _presence_events(self, conn: Connection, request: SyncRequest,
-                               since: SyncToken | None, current: SyncToken) -> list[JsonDict]:
+    async def _presence_audience(self, conn: Connection, request: SyncRequest,
+                                 since: SyncToken | None, current: SyncToken) -> set[str] | None:
+        """The users whose presence this sync may show; None when it shows none."""
         start = 0 if since is None else since[PRESENCE]
-        presence_filter = request.filter.presence
-        if start >= current[PRESENCE] or presence_filter.limit == 0:
+        if start >= current[PRESENCE] or request.filter.presence.limit == 0:
+            return None
+        return set(await self._queries.shared_room_users(conn, request.user_id)) | {request.user_id}
+
+    async def _presence_events(self, audience: set[str] | None, request: SyncRequest,
+                               since: SyncToken | None, current: SyncToken) -> list[JsonDict]:
+        if audience is None:
             return []
-        visible = await self._queries.shared_room_users(conn, request.user_id) | {request.user_id}
-        events = await self._presence.presence_since(start, current[PRESENCE], visible)
-        return _apply(presence_filter, events)
+        start = 0 if since is None else since[PRESENCE]
+        events = await self._presence.presence_since(start, current[PRESENCE], audience)
+        return _apply(request.filter.presence, events)

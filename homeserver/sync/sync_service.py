@@ -159,18 +159,20 @@ class SyncService:
             rooms = await self._room_contents(conn, request, by_section, ignored)
             stripped = await self._room_extras.stripped_states(
                 conn, by_section[INVITE] + by_section[KNOCK])
-            extras = await self._extras.read(conn, request, since, current, by_section)
-            joined = frozenset(m.room_id for m in memberships if m.membership == JOIN)
-            join = {}
-            for plan in by_section[JOIN]:
-                content = rooms[plan.room_id]
-                room = RoomResult(content.timeline, content.state,
-                                  extras.room_account_data.get(plan.room_id, []),
-                                  extras.ephemeral.get(plan.room_id, []),
-                                  state_after=request.use_state_after)
-                if plan.full or room.has_updates():
-                    join[plan.room_id] = room
-            join = await self._add_summaries(conn, request.user_id, join, by_section[JOIN])
+        # Not inside the block above: these take connections of their own (one sync
+        # holding one while waiting for another starves the pool when several do).
+        extras = await self._extras.read(self._db, request, since, current, by_section)
+        joined = frozenset(m.room_id for m in memberships if m.membership == JOIN)
+        join = {}
+        for plan in by_section[JOIN]:
+            content = rooms[plan.room_id]
+            room = RoomResult(content.timeline, content.state,
+                              extras.room_account_data.get(plan.room_id, []),
+                              extras.ephemeral.get(plan.room_id, []),
+                              state_after=request.use_state_after)
+            if plan.full or room.has_updates():
+                join[plan.room_id] = room
+        join = await self._add_summaries(request.user_id, join, by_section[JOIN])
         e2e = E2eSection()
         if self._e2e is not None:
             e2e, current = await self._e2e.read(request, since, current)
@@ -199,11 +201,12 @@ class SyncService:
             request.filter, use_state_after=request.use_state_after, extra_members=heroes,
             ignored=ignored)
 
-    async def _add_summaries(self, conn: Connection, user_id: str, join: dict[str, RoomResult],
+    async def _add_summaries(self, user_id: str, join: dict[str, RoomResult],
                              plans: list[RoomPlan]) -> dict[str, RoomResult]:
         room_ids = [p.room_id for p in plans if p.room_id in join]
-        summaries = await self._room_extras.summaries(conn, user_id, room_ids)
-        counts = await self._counts.unread_counts(user_id, room_ids)
+        async with self._db.connection() as conn:
+            summaries = await self._room_extras.summaries(conn, user_id, room_ids)
+        counts = await self._counts.unread_counts(user_id, room_ids)  # its own connection
         zero = {"notification_count": 0, "highlight_count": 0}
         return {r: RoomResult(room.timeline, room.state, room.account_data, room.ephemeral,
                               summaries.get(r), counts.get(r, zero), room.state_after)

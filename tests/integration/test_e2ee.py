@@ -28,10 +28,11 @@ from mautrix.crypto.store import MemoryCryptoStore
 from mautrix.crypto.store import StateStore as MautrixCryptoStateStore
 from mautrix.errors import DecryptionError
 from mautrix.types import (
+    JSON,
     DeviceID,
     DeviceLists,
     DeviceOTKCount,
-    Event,
+    EncryptedEvent,
     EventType,
     Membership,
     MessageType,
@@ -229,7 +230,8 @@ async def test_new_device_is_tracked_and_gets_the_next_room_key(servers: Servers
 # --- mautrix-python (python-olm) with nio ---------------------------------------------
 
 
-class CryptoStateStore(MemoryStateStore, MautrixCryptoStateStore):
+# The two bases annotate is_encrypted's return differently (bool | None vs bool).
+class CryptoStateStore(MemoryStateStore, MautrixCryptoStateStore):  # type: ignore[misc]
     """mautrix's in-memory state store plus the one question its OlmMachine adds."""
 
     async def find_shared_rooms(self, user_id: UserID) -> list[RoomID]:
@@ -264,29 +266,28 @@ class MautrixPeer:
                                                            left=lists.get("left", [])))
         rooms = data.get("rooms", {})
         self.invited |= set(rooms.get("invite", {}))
-        timelines: dict[str, list[Any]] = {}
+        encrypted: dict[str, list[EncryptedEvent]] = {}
         for room_id, room in rooms.get("join", {}).items():
             for raw in room["state"]["events"] + room["timeline"]["events"]:
-                event = self.client._try_deserialize(Event, {**raw, "room_id": room_id})
-                if isinstance(event, StateEvent):
-                    await self.state.update_state(event)
-                    if event.type == EventType.ROOM_MEMBER:
-                        await self.machine.handle_member_event(event)
-                if raw in room["timeline"]["events"]:
-                    timelines.setdefault(room_id, []).append(event)
+                raw = JSON({**raw, "room_id": room_id})
+                if "state_key" in raw:
+                    state_event = StateEvent.deserialize(raw)
+                    await self.state.update_state(state_event)
+                    if state_event.type == EventType.ROOM_MEMBER:
+                        await self.machine.handle_member_event(state_event)
+                elif raw["type"] == EventType.ROOM_ENCRYPTED.t:
+                    encrypted.setdefault(room_id, []).append(EncryptedEvent.deserialize(raw))
         # After the room state: a room key is checked against the room's m.room.encryption.
         for raw in data.get("to_device", {}).get("events", []):
-            event = self.client._try_deserialize(ToDeviceEvent, raw)
-            if event.type == EventType.TO_DEVICE_ENCRYPTED:
-                await self.machine.handle_to_device_event(event)
-        for room_id, events in timelines.items():
+            if raw["type"] == EventType.TO_DEVICE_ENCRYPTED.t:
+                await self.machine.handle_to_device_event(ToDeviceEvent.deserialize(raw))
+        for room_id, events in encrypted.items():
             for event in events:
-                if event.type == EventType.ROOM_ENCRYPTED:
-                    try:
-                        event = await self.machine.decrypt_megolm_event(event)
-                    except DecryptionError:
-                        pass  # kept encrypted: receive_text reports it
-                self.events.setdefault(room_id, []).append(event)
+                try:
+                    decrypted: Any = await self.machine.decrypt_megolm_event(event)
+                except DecryptionError:
+                    decrypted = event  # kept encrypted: receive_text reports it
+                self.events.setdefault(room_id, []).append(decrypted)
 
     async def sync_until(self, done: Callable[[], bool], what: str) -> None:
         for _ in range(MAX_SYNCS):

@@ -445,3 +445,23 @@ async def test_channel(servers: Servers, nio_client: MakeClient) -> None:
     refused = await bob.client.room_send(room, "m.room.message", text("and now?"))
     assert isinstance(refused, RoomSendError) and refused.status_code == "M_FORBIDDEN", refused
     assert_same_order(bob, alice, room)
+
+
+async def test_many_clients_sync_at_once(servers: Servers, nio_client: MakeClient) -> None:
+    """More simultaneous syncs than the SQLite engine has reader connections, some of
+    them initial (receipts, unread counts) and some long-polling, while Alice sends: no
+    request may wait on another for a database connection."""
+    url = await servers.start()
+    alice = await register(nio_client, url, "alice")
+    bob = await register(nio_client, url, "bob")
+    room = await make_group(alice, bob)
+    hello = await alice.send(room, text("Hello"))
+    assert_ok(await bob.client.room_read_markers(room, hello, hello), RoomReadMarkersResponse)
+    devices = [await log_in(nio_client, url, user) for user in (ALICE, BOB, ALICE, BOB)]
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(device.sync(timeout_ms=0) for device in devices))
+        polls = [asyncio.create_task(device.sync(timeout_ms=20_000)) for device in devices]
+        news = await alice.send(room, text("News"))
+        await asyncio.gather(*polls)
+        for device in devices:
+            await device.see(room, news)
