@@ -176,11 +176,14 @@ class Profiler:
         self.out = out_dir / f"devnet-{db}-w1-4.txt"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self, server: Server) -> None:
+    def _spawn(self, pid: int) -> subprocess.Popen[bytes]:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([str(PY_SPY), "record", "--pid", str(server.pid), "--rate", "200",
-                                      "--format", "raw", "--output", str(self.out)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--rate", "200",
+                                 "--format", "raw", "--output", str(self.out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def start(self, server: Server) -> None:
+        self.proc = self._spawn(server.pid)
         await asyncio.sleep(1.0)
 
     async def stop(self, server: Server) -> None:
@@ -206,6 +209,11 @@ async def run_server(server: Server, counts: Counts, admin_dsn: str, log: Callab
         await session.close()
 
 
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+
+
 def dump_tasks() -> None:
     """SIGUSR1: print every asyncio task's stack (to see where a run is waiting)."""
     for task in asyncio.all_tasks():
@@ -215,7 +223,7 @@ def dump_tasks() -> None:
 async def main_async(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
     counts = Counts.scaled(args.scale)
-    workroot = Path(args.workdir).resolve()
+    workroot = Path(args.workdir)
     dbs = [d for d in args.db.split(",") if d]
     kinds = [s for s in args.servers.split(",") if s]
     if "synapse" in kinds and not args.synapse_python:
@@ -262,10 +270,8 @@ async def main_async(args: argparse.Namespace) -> int:
               "goals": {db: goals(r["devnet"], r.get("synapse")) for db, r in results.items() if "devnet" in r},
               "tables": {db: table(db, r["devnet"], r.get("synapse"))
                          for db, r in results.items() if "devnet" in r}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
-    log(f"wrote {out} ({meta['wall_time_s']}s)")
+    write_json(Path(args.out), report)
+    log(f"wrote {args.out} ({meta['wall_time_s']}s)")
     failed = [f"{db}/{k}: {list(m['errors'])}" for db, r in results.items() for k, m in r.items()
               if m.get("errors")]
     if failed:
@@ -293,7 +299,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(main_async(parse_args(argv)))
+    args = parse_args(argv)
+    args.workdir = os.path.abspath(args.workdir)
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

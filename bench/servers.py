@@ -99,10 +99,14 @@ class Server:
     def version(self) -> str:
         raise NotImplementedError
 
-    async def start(self, timeout_s: float = 180.0) -> None:
+    def _spawn(self) -> None:
         self._log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(self.command(), cwd=self.workdir, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    async def start(self, timeout_s: float = 180.0) -> None:
+        self._spawn()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         async with aiohttp.ClientSession() as session:
             while True:
@@ -114,7 +118,7 @@ class Server:
                                            timeout=aiohttp.ClientTimeout(total=2)) as resp:
                         if resp.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (aiohttp.ClientError, TimeoutError):
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.kind} did not answer within {timeout_s}s")
@@ -137,7 +141,8 @@ class Server:
         self.cpu_s += _cpu_seconds(self.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(self.proc.wait, 60)
+            # DevNet's graceful stop waits for parked long-polls (30 s) to finish.
+            await asyncio.to_thread(self.proc.wait, 40)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             await asyncio.to_thread(self.proc.wait)

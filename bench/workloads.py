@@ -60,6 +60,10 @@ class Counts:
     big_pollers: int = 200
     ws_messages: int = 50
     setup_concurrency: int = 8
+    # Pauses and the long-poll timeout; shortened at tiny scales (the smoke test) only.
+    settle_s: float = 2.0
+    idle_s: float = 3.0
+    poll_timeout_ms: int = 30_000
 
     @classmethod
     def scaled(cls, scale: float) -> Counts:
@@ -70,7 +74,8 @@ class Counts:
                    fanout_rounds=3 if scale >= 0.1 else 1, sync_rooms=s(200, 2),
                    sync_messages=s(20, 2), warm_repeats=3 if scale >= 0.1 else 1,
                    big_joins=big_joins, big_window=max(1, min(100, big_joins // 10)),
-                   big_pollers=min(big_joins, s(200, 2)), ws_messages=s(50, 3))
+                   big_pollers=min(big_joins, s(200, 2)), ws_messages=s(50, 3),
+                   **({} if scale >= 0.1 else {"settle_s": 0.2, "idle_s": 0.5, "poll_timeout_ms": 3000}))
 
 
 def pct(values: Iterable[float], q: float) -> float | None:
@@ -204,7 +209,7 @@ class Bench:
         for cl in self.senders[1:] + [self.receiver]:
             await cl.join(room)
         tracker = Tracker()
-        poller = Poller(self.receiver, RECEIVER_FILTER, tracker.on_event)
+        poller = Poller(self.receiver, RECEIVER_FILTER, tracker.on_event, self.c.poll_timeout_ms)
         await poller.initial()
         poller.start()
         self.room_send, self.recv_poller, self.recv_tracker = room, poller, tracker
@@ -229,7 +234,7 @@ class Bench:
         cpu = self.server.cpu_seconds() - cpu0
         # Wait (bounded) for the tail of the deliveries.
         end = time.monotonic() + 30
-        while len([b for b in sent_at if b in tracker.arrived]) < len(sent_at) and time.monotonic() < end:
+        while len([b for b in sent_at if b in tracker.arrived]) < len(sent_at) and time.monotonic() < end:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         lat = [tracker.arrived[b] - t for b, t in sent_at.items() if b in tracker.arrived]
         self.m.update(
@@ -249,7 +254,7 @@ class Bench:
         lat = []
         for i in range(n):
             end = time.monotonic() + 5
-            while not parked() and time.monotonic() < end:
+            while not parked() and time.monotonic() < end:  # noqa: ASYNC110 (bounded)
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.05)  # let the request reach the server and park
             bid = f"{prefix}-{i}"
@@ -306,7 +311,7 @@ class Bench:
 
     async def _fanout(self, room: str, members: list[Client], rounds: int, prefix: str) -> dict[str, Any]:
         trackers = [Tracker() for _ in members]
-        pollers = [Poller(cl, POLL_FILTER, tr.on_event) for cl, tr in zip(members, trackers, strict=True)]
+        pollers = [Poller(cl, POLL_FILTER, tr.on_event, self.c.poll_timeout_ms) for cl, tr in zip(members, trackers, strict=True)]
         t0 = time.perf_counter()
         await bounded_gather(self.c.setup_concurrency, [p.initial for p in pollers])
         initial_s = time.perf_counter() - t0
@@ -353,7 +358,7 @@ class Bench:
     # -- workload 6 ------------------------------------------------------------------
 
     async def _snapshot(self) -> dbstats.Snapshot:
-        await asyncio.sleep(2.0)  # let background writers (user directory, search) finish
+        await asyncio.sleep(self.c.settle_s)  # let background writers (user directory, search) finish
         if self.server.db_kind == "sqlite":
             return await asyncio.to_thread(dbstats.sqlite_snapshot, self.server.sqlite_path)
         assert self.server.pg_dsn
@@ -448,7 +453,7 @@ class Bench:
     # -- the whole run ---------------------------------------------------------------
 
     async def rss_idle(self, key: str) -> None:
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(self.c.idle_s)
         self.m[key] = round(self.server.rss_kb() / 1024, 1)
 
     async def run(self, websocket: bool) -> dict[str, Any]:

@@ -181,7 +181,9 @@ class Homeserver:
         ephemeral services over the rooms service's Membership/EventLocator ports."""
         db, rooms = self.db, self.rooms
         self.notifier = Notifier()
-        rooms.add_event_listener(room_event_listener(self.notifier))
+        # Registered by _build_push behind the push evaluator: an event's notification
+        # counts must be in the same /sync as the event (spec: #server-behaviour-1).
+        self._sync_wake = room_event_listener(self.notifier)
         self.filters = FilterService(db, FilterStore())
         self.typing = TypingService(self.notifier, rooms, self.clock, self.scheduler)
         self.receipts = ReceiptService(db, ReceiptStore(), self.account_data_store, self.notifier,
@@ -209,6 +211,7 @@ class Homeserver:
         self.push_evaluator = BulkPushEvaluator(db, rooms.stores, self.push_rules, notifications,
                                                 self.clock, server_name=self.config.server_name)
         rooms.add_event_listener(self.push_evaluator.on_event_persisted)
+        self.push_evaluator.after_evaluation.append(self._sync_wake)
         self.notification_counts = NotificationCounts(db, notifications, rooms.stores,
                                                       rooms.loader)
         self.receipts.on_receipt.append(self.notification_counts.on_receipt)

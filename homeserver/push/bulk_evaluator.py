@@ -5,6 +5,11 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#server-behaviour-1 . The 
 service's after-commit listener only queues the event; one background task works the
 queue in order, so a send is never slowed by a big room. Tests (and anything that needs
 the counts settled) await `drained()`.
+
+Spec: "The updated notification count from a new event MUST appear in the same /sync
+response as the event itself." So the sync wake-up for an event is one of the
+`after_evaluation` callbacks: a waiting /sync or WebSocket sees the event and its counts
+together.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from homeserver.events.pdu import Pdu
 from homeserver.push.conditions import EventContext
 from homeserver.push.evaluator import highlights, notifies
 from homeserver.push.rules_service import PushRules
-from homeserver.rooms.persistence import PersistedEvent
+from homeserver.rooms.persistence import EventCallback, PersistedEvent
 from homeserver.rooms.stores import RoomStores
 from homeserver.state.power_levels import get_user_power_level
 from homeserver.storage.database import Connection, Database
@@ -53,11 +58,11 @@ class BulkPushEvaluator:
         self._idle = asyncio.Event()
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
+        # Run for every event, evaluated or skipped, once its counts are written.
+        self.after_evaluation: list[EventCallback] = []
 
     async def on_event_persisted(self, persisted: PersistedEvent) -> None:
         """The rooms service's after-commit listener: queue, never evaluate inline."""
-        if persisted.deduplicated or persisted.pdu.rejected_reason is not None:
-            return
         self._queue.append(persisted)
         self._idle.clear()
         if self._worker is None or self._worker.done():
@@ -79,10 +84,17 @@ class BulkPushEvaluator:
         while self._queue:
             persisted = self._queue.popleft()
             try:
-                await self.evaluate(persisted)
+                if not persisted.deduplicated and persisted.pdu.rejected_reason is None:
+                    await self.evaluate(persisted)
             except Exception:
                 # One bad event must not stop notifications for everything after it.
                 logger.exception("push evaluation failed for %s", persisted.event_id)
+            for callback in self.after_evaluation:
+                try:
+                    await callback(persisted)
+                except Exception:
+                    logger.exception("after_evaluation callback failed for %s",
+                                     persisted.event_id)
         self._idle.set()
 
     async def evaluate(self, persisted: PersistedEvent) -> None:
