@@ -199,6 +199,22 @@ async def test_mautrix_sees_what_nio_saw(servers: Servers, nio_client: MakeClien
         paged = await mautrix_pages(mx, room)
         assert [e.event_id for e in paged] == alice.event_ids(room)
 
+    # The receipts in the initial sync: Alice's (threaded "main", nio's default) and Bob's
+    # (unthreaded, from read_markers), both on "hi", with the same timestamps in both.
+    # (mautrix 0.21 does not model a receipt's thread_id: that is read from the JSON.)
+    mx_receipts = {user: receipt.ts
+                   for event in mx.typed if isinstance(event, ReceiptEvent)
+                   and event.room_id == group
+                   for user, receipt in event.content.get(EventID(ids["hi"]), {}).get(
+                       ReceiptType.READ, {}).items()}
+    room = laptop.client.rooms[group]
+    assert mx_receipts == {ALICE: room.threaded_read_receipts[ALICE]["main"].timestamp,
+                           BOB: room.read_receipts[BOB].timestamp}
+    [receipts] = [e["content"] for e in initial["rooms"]["join"][group]["ephemeral"]["events"]
+                  if e["type"] == "m.receipt"]
+    assert receipts[ids["hi"]]["m.read"][ALICE]["thread_id"] == "main"
+    assert "thread_id" not in receipts[ids["hi"]]["m.read"][BOB]
+
     # The redaction reached both: the slip has no content left, the edit still points home.
     history = {e["event_id"]: e for e in mx.timeline[group]}
     assert history[ids["oops"]]["content"] == {}

@@ -34,6 +34,7 @@ from nio import (
     RedactedEvent,
     RedactionEvent,
     RegisterResponse,
+    RoomContextResponse,
     RoomCreateResponse,
     RoomGetEventResponse,
     RoomInviteResponse,
@@ -400,6 +401,20 @@ async def test_history_pagination(servers: Servers, nio_client: MakeClient) -> N
                                               limit=100)
     assert_ok(bounded, RoomMessagesResponse)
     assert [e.event_id for e in bounded.chunk] == [e.event_id for e in pages[1].chunk]
+
+    # /context around one message; its tokens page on from either side of the window.
+    context = await phone.client.room_context(room, sent[12], limit=4)
+    assert_ok(context, RoomContextResponse)
+    assert context.event.event_id == sent[12]
+    assert [e.event_id for e in context.events_before] == [sent[11], sent[10]]
+    assert [e.event_id for e in context.events_after] == [sent[13], sent[14]]
+    earlier = await phone.client.room_messages(room, start=context.start, limit=2)
+    assert_ok(earlier, RoomMessagesResponse)
+    assert [e.event_id for e in earlier.chunk] == [sent[9], sent[8]]
+    later = await phone.client.room_messages(room, start=context.end, limit=2,
+                                             direction=MessageDirection.front)
+    assert_ok(later, RoomMessagesResponse)
+    assert [e.event_id for e in later.chunk] == [sent[15], sent[16]]
 
     # Forwards from the start of the room, in pages, back to the present.
     forward: list[str] = []
