@@ -194,13 +194,14 @@ class Profiler:
 
 
 async def run_server(server: Server, counts: Counts, admin_dsn: str, log: Callable[[str], None],
-                     hooks: dict[str, Callable[[Server], Awaitable[None]]] | None) -> dict[str, Any]:
+                     hooks: dict[str, Callable[[Server], Awaitable[None]]] | None,
+                     skip: list[str]) -> dict[str, Any]:
     if server.db_kind == "postgres":
         server.pg_dsn = await recreate_pg_database(admin_dsn, f"bench_{server.kind}")
     server.prepare()
     session = new_session()
     try:
-        bench = Bench(server, session, counts, log, hooks=hooks)
+        bench = Bench(server, session, counts, log, hooks=hooks, skip=skip)
         try:
             return await bench.run(websocket=server.kind == "devnet")
         finally:
@@ -253,7 +254,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 hooks = {"before_load": prof.start, "after_fanout": prof.stop}
             log(f"[{db}] {kind} {versions[kind]}: port {port}, scale {args.scale}")
             t0 = time.perf_counter()
-            results[db][kind] = await run_server(server, counts, args.pg_dsn, log, hooks)
+            results[db][kind] = await run_server(server, counts, args.pg_dsn, log, hooks,
+                                                 [w for w in args.skip.split(",") if w])
             log(f"[{db}] {kind} done in {time.perf_counter() - t0:.0f}s")
         if "devnet" in results[db]:
             print(table(db, results[db]["devnet"], results[db].get("synapse")), flush=True)
@@ -293,6 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default=str(REPO / ".cache" / "bench-run"),
                    help="configs, logs and SQLite files of the servers")
     p.add_argument("--port", type=int, default=18008, help="first loopback port")
+    p.add_argument("--skip", default="", metavar="w5,w6,...",
+                   help="workloads to leave out (e.g. for a quick profile of 1-4)")
     p.add_argument("--profile", metavar="DIR",
                    help="record a py-spy profile of DevNet during workloads 1-4 into DIR")
     return p.parse_args(argv)

@@ -149,13 +149,15 @@ class Bench:
 
     def __init__(self, server: Server, session: aiohttp.ClientSession, counts: Counts,
                  log: Callable[[str], None], deadline_s: float = 600.0,
-                 hooks: dict[str, Callable[[Server], Awaitable[None]]] | None = None):
+                 hooks: dict[str, Callable[[Server], Awaitable[None]]] | None = None,
+                 skip: Iterable[str] = ()):
         self.server = server
         self.session = session
         self.c = counts
         self.log = log
         self.deadline_s = deadline_s
         self.hooks = hooks or {}
+        self.skip = set(skip)
         self.m: dict[str, Any] = {"counts": asdict(counts)}
         self.errors: dict[str, str] = {}
         self.senders: list[Client] = []
@@ -167,6 +169,9 @@ class Bench:
 
     async def step(self, name: str, coro: Awaitable[None]) -> None:
         """Run one workload within the deadline; a failure is recorded, not fatal."""
+        if name.split("_")[0] in self.skip:
+            coro.close()  # type: ignore[attr-defined]
+            return
         t0, cpu0 = time.perf_counter(), self.server.cpu_seconds()
         try:
             await asyncio.wait_for(coro, self.deadline_s)

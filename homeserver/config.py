@@ -266,6 +266,21 @@ def _content_types(s: _Section, name: str) -> tuple[str, ...]:
 
 
 @attrs.frozen
+class PresenceConfig:
+    """Presence (online/unavailable/offline): some organisations turn it off for privacy
+    or load; then every update is ignored and everyone reads as offline."""
+
+    enabled: bool = True
+    # After this long without activity an online user becomes unavailable.
+    idle_timeout_ms: int = 5 * 60 * 1000
+
+    @classmethod
+    def load(cls, s: _Section) -> PresenceConfig:
+        return cls(enabled=s.get("enabled", bool, True),
+                   idle_timeout_ms=s.positive("idle_timeout_ms", int, 5 * 60 * 1000))
+
+
+@attrs.frozen
 class Config:
     server_name: str
     public_baseurl: str
@@ -281,6 +296,7 @@ class Config:
     log_level: str
     config_dir: str
     media: MediaConfig = attrs.field(factory=lambda: MediaConfig(media_store_path="media_store"))
+    presence: PresenceConfig = attrs.field(factory=PresenceConfig)
 
     @classmethod
     def from_dict(cls, data: Any, config_dir: str) -> Config:
@@ -312,6 +328,7 @@ class Config:
             log_level=s.choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             config_dir=config_dir,
             media=MediaConfig.load(s.sub("media"), config_dir),
+            presence=PresenceConfig.load(s.sub("presence")),
         )
 
 

@@ -189,7 +189,8 @@ class Homeserver:
         self.receipts = ReceiptService(db, ReceiptStore(), self.account_data_store, self.notifier,
                                        rooms, rooms, self.clock)
         self.presence = PresenceService(db, PresenceStore(), self.notifier, rooms, self.clock,
-                                        self.scheduler)
+                                        self.scheduler, enabled=self.config.presence.enabled,
+                                        idle_timeout_ms=self.config.presence.idle_timeout_ms)
 
     def _build_sync_service(self) -> None:
         """/sync itself, last: it reads every stream, the E2EE ones included."""
