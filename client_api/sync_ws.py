@@ -20,9 +20,14 @@ WebSocket pings. Each message covers the range right after the previous one, so 
 client resumes after a reconnect, without gaps or duplicates, by passing the
 `next_batch` of the last message it processed as `since`.
 
+To-device messages (room keys) are deleted only once the client confirms it processed
+them: by reconnecting with a `since` past them, or by sending `{"ack": "<next_batch>"}`
+on the open socket. A message the server merely sent is kept, so a connection that drops
+mid-flight loses no keys. Clients should ack as they go: a device's inbox is bounded.
+
 Errors: a Matrix error object (`errcode`, `error`), then the server closes the socket
 with code 4400 (bad request) or 4401 (authentication failed, e.g. logged out).
-Messages from the client after authentication are ignored.
+Other messages from the client after authentication are ignored.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from homeserver.errors import MatrixError, MissingToken
 from homeserver.sync.filter_service import FilterService
 from homeserver.sync.sync_result import SyncRequest
 from homeserver.sync.sync_service import SyncService
+from homeserver.sync.tokens import SyncToken
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +111,7 @@ class SyncStream:
         return token
 
     async def _stream(self, ws: web.WebSocketResponse, token: str, request: SyncRequest) -> None:
-        closed = asyncio.ensure_future(self._drain(ws))
+        closed = asyncio.ensure_future(self._read_acks(ws, request))
         try:
             while not ws.closed:
                 syncing = asyncio.ensure_future(self._sync.sync(request))
@@ -119,7 +125,10 @@ class SyncStream:
                 if request.since is None or not result.is_empty():
                     await ws.send_str(json.dumps(result.to_json(), ensure_ascii=False,
                                                  separators=(",", ":")))
-                request = attrs.evolve(request, since=result.next_batch, full_state=False)
+                # Our own next_batch is not an acknowledgement: the client may not have
+                # processed the message yet (see the module docstring).
+                request = attrs.evolve(request, since=result.next_batch, full_state=False,
+                                       acknowledges_since=False)
                 # A device that logged out stops receiving at once, not at reconnect.
                 requester: Requester = await self._auth.authenticate(token)
                 if requester.user_id != request.user_id:
@@ -127,11 +136,19 @@ class SyncStream:
         finally:
             closed.cancel()
 
-    @staticmethod
-    async def _drain(ws: web.WebSocketResponse) -> None:
-        """Read (and ignore) client messages; returns when the client goes away."""
-        async for _ in ws:
-            pass
+    async def _read_acks(self, ws: web.WebSocketResponse, request: SyncRequest) -> None:
+        """Apply `{"ack": token}` messages; returns when the client goes away."""
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                body = json.loads(msg.data)
+                ack = body.get("ack") if isinstance(body, Mapping) else None
+                if isinstance(ack, str):
+                    await self._sync.acknowledge(request, SyncToken.parse(ack))
+            except (ValueError, MatrixError) as e:
+                # A malformed ack is the client's problem; the stream goes on.
+                logger.info("ignoring bad WebSocket ack from %s: %s", request.user_id, e)
 
     @staticmethod
     async def _close_with(ws: web.WebSocketResponse, body: object, code: int) -> None:

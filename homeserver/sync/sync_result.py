@@ -32,6 +32,9 @@ class SyncRequest:
     timeout_ms: int = 0
     set_presence: str = ONLINE
     use_state_after: bool = False
+    # Whether `since` proves the device processed the to-device messages before it. True
+    # for /sync; the WebSocket stream sets it only for tokens the client sent itself.
+    acknowledges_since: bool = True
 
 
 @attrs.frozen

@@ -108,7 +108,7 @@ class SyncService:
         if request.since is not None and since != request.since:
             logger.info("sync token %s from the future for %s; clamped to %s",
                         request.since, request.user_id, since)
-        if self._e2e is not None:
+        if self._e2e is not None and request.acknowledges_since:
             await self._e2e.acknowledge(request, since)
         result, joined = await self._compute(request, since, current)
         if since is None or request.full_state or not result.is_empty():
@@ -124,6 +124,11 @@ class SyncService:
             if not result.is_empty():
                 break
         return result
+
+    async def acknowledge(self, request: SyncRequest, token: SyncToken) -> None:
+        """The device confirms it processed everything up to `token` (WebSocket acks)."""
+        if self._e2e is not None:
+            await self._e2e.acknowledge(request, token.clamp(await self.current_token()))
 
     async def _update_presence(self, request: SyncRequest) -> None:
         """Spec: `set_presence` (default online) marks the user as they sync."""

@@ -258,3 +258,43 @@ async def test_websocket_carries_to_device_and_device_lists(hs_client: Any) -> N
     await alice.upload_identity()
     assert device_lists(await receive()) == ([alice.user_id], [])
     await ws.close()
+
+
+async def test_websocket_keeps_to_device_until_the_client_acks(hs_client: Any) -> None:
+    """A message the stream merely sent is not deleted: the socket may drop before the
+    client processed it. An `ack` message, or reconnecting with `since`, deletes it."""
+    hs, client = hs_client
+    alice = await Device.register(client, "alice")
+    bob = await Device.register(client, "bob")
+    token = bob.headers["Authorization"].removeprefix("Bearer ")
+    params = {"access_token": token, "set_presence": "offline"}
+    ws = await client.ws_connect(WS, params=params)
+
+    async def receive() -> Sync:
+        msg = await asyncio.wait_for(ws.receive(), 10)
+        assert msg.type == WSMsgType.TEXT, msg
+        return json.loads(msg.data)  # type: ignore[no-any-return]
+
+    await receive()
+    await send_to_device(alice, bob, {"n": 1})
+    first = await receive()
+    assert to_device(first) == [{"n": 1}]
+    await send_to_device(alice, bob, {"n": 2})
+    second = await receive()
+    assert to_device(second) == [{"n": 2}]
+    # Sent twice over the socket, confirmed never: both still held.
+    assert await stored(hs, bob) == [{"n": 1}, {"n": 2}]
+    await ws.send_str(json.dumps({"ack": "not a token"}))  # ignored, the stream goes on
+    await ws.send_str(json.dumps({"ack": first["next_batch"]}))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while await stored(hs, bob) != [{"n": 2}]:
+        assert loop.time() < deadline, "the ack was not applied"
+        await asyncio.sleep(0.001)
+    await ws.close()
+    # Reconnecting from the last processed token acknowledges the rest.
+    ws = await client.ws_connect(WS, params={**params, "since": second["next_batch"]})
+    await send_to_device(alice, bob, {"n": 3})
+    assert to_device(await receive()) == [{"n": 3}]
+    assert await stored(hs, bob) == [{"n": 3}]
+    await ws.close()
