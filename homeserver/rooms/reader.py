@@ -88,10 +88,11 @@ class RoomReader:
         joined: JsonDict = {}
         for row in rows:
             content = pdus[row.event_id].content if row.event_id in pdus else {}
+            # Both are optional strings in the spec: absent, not null, when unset.
             joined[row.user_id] = {
-                "display_name": content.get("displayname") if isinstance(content.get("displayname"), str) else None,
-                "avatar_url": content.get("avatar_url") if isinstance(content.get("avatar_url"), str) else None,
-            }
+                key: content[source] for key, source in
+                (("display_name", "displayname"), ("avatar_url", "avatar_url"))
+                if isinstance(content.get(source), str)}
         return {"joined": joined}
 
     async def joined_rooms(self, user_id: str) -> list[str]:

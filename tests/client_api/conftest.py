@@ -1,7 +1,8 @@
 """An in-process homeserver on the engine under test, and an aiohttp test client for it.
 
 Every response is recorded; a test fails at teardown if any was a 5xx, so bad-input
-tests also prove that nothing crashed.
+tests also prove that nothing crashed, or if any JSON body did not match the spec's
+documented response schema (tests/spec_schemas.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from homeserver.clock import FakeClock
 from homeserver.server import Homeserver
 from tests.conftest import make_config
+from tests.spec_schemas import validating_middleware
 
 # Real argon2id at minimal cost: endpoint tests check behaviour, not hash hardness.
 CHEAP_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 64,
@@ -40,6 +42,7 @@ async def connect(aiohttp_client: Any) -> AsyncIterator[Connect]:
     """Open a homeserver and return a test client for its client API (both closed after)."""
     opened: list[Homeserver] = []
     statuses: list[tuple[str, int]] = []
+    spec_mismatches: list[str] = []
 
     async def record(request: web.Request, response: web.StreamResponse) -> None:
         statuses.append((f"{request.method} {request.path}", response.status))
@@ -49,6 +52,7 @@ async def connect(aiohttp_client: Any) -> AsyncIterator[Connect]:
         opened.append(hs)
         app = hs.client_app()
         app.on_response_prepare.append(record)
+        app.middlewares.insert(0, validating_middleware(spec_mismatches))
         return await aiohttp_client(app)  # type: ignore[no-any-return]
 
     yield connect
@@ -56,6 +60,7 @@ async def connect(aiohttp_client: Any) -> AsyncIterator[Connect]:
         await hs.close()
     server_errors = [s for s in statuses if s[1] >= 500]
     assert not server_errors, f"server errors: {server_errors}"
+    assert not spec_mismatches, "responses not matching the spec:\n" + "\n".join(spec_mismatches)
 
 
 @pytest.fixture

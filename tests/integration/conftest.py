@@ -3,7 +3,8 @@
 `servers.start()` opens a Homeserver on the engine under test's database, serves its
 client API with aiohttp's AppRunner on 127.0.0.1 (an OS-chosen port) and returns the
 base URL; `servers.stop()` shuts it down, so a test can start a new Homeserver on the
-same database. Every response is recorded; a test fails at teardown if any was a 5xx.
+same database. Every response is recorded; a test fails at teardown if any was a 5xx or
+if any JSON body did not match the spec's documented response schema.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nio import AsyncClient, AsyncClientConfig
 from homeserver.config import Config
 from homeserver.server import Homeserver
 from tests.conftest import make_config
+from tests.spec_schemas import validating_middleware
 
 # Real argon2id at minimal cost: these tests check protocol behaviour, not hash hardness.
 CHEAP_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 64,
@@ -31,6 +33,7 @@ class Servers:
         self._config = config
         self._running: tuple[Homeserver, web.AppRunner] | None = None
         self.statuses: list[tuple[str, int]] = []
+        self.spec_mismatches: list[str] = []
 
     async def start(self) -> str:
         assert self._running is None, "stop() the running server first"
@@ -38,6 +41,7 @@ class Servers:
         await hs.open()
         app = hs.client_app()
         app.on_response_prepare.append(self._record)
+        app.middlewares.insert(0, validating_middleware(self.spec_mismatches))
         runner = web.AppRunner(app, access_log=None)
         self._running = (hs, runner)
         await runner.setup()
@@ -78,6 +82,8 @@ async def make_servers(tmp_path: Any,
         await servers.stop()
     server_errors = [s for servers in made for s in servers.statuses if s[1] >= 500]
     assert not server_errors, f"server errors: {server_errors}"
+    mismatches = [m for servers in made for m in servers.spec_mismatches]
+    assert not mismatches, "responses not matching the spec:\n" + "\n".join(mismatches)
 
 
 @pytest.fixture
