@@ -210,6 +210,19 @@ async def run_server(server: Server, counts: Counts, admin_dsn: str, log: Callab
         await session.close()
 
 
+def command_line(argv: list[str]) -> str:
+    """The ./scripts/bench command that made this run (without the venv path it adds)."""
+    shown, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--synapse-python":
+            skip = True
+        elif not a.startswith("--synapse-python="):
+            shown.append(shlex.quote(a))
+    return " ".join(["./scripts/bench", *shown])
+
+
 def write_json(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, default=str) + "\n")
@@ -262,8 +275,7 @@ async def main_async(args: argparse.Namespace) -> int:
             print(flush=True)
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "./scripts/bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]
-                                                 if not a.startswith("--synapse-python")),
+        "command": command_line(sys.argv[1:]),
         "scale": args.scale, "counts": counts.__dict__, "machine": machine(), "versions": versions,
         "postgres": pg_version(args.pg_dsn) if "postgres" in dbs else None,
         "wall_time_s": round(time.time() - started),

@@ -187,6 +187,7 @@ class DevNet(Server):
         unlimited = {"per_second": UNLIMITED_PER_SECOND, "burst": UNLIMITED_BURST}
         cfg["rate_limits"] = {action: dict(unlimited) for action in (
             "login", "register", "register_available", "password_change", "message", "default")}
+        cfg["presence"] = {"enabled": True}  # as Synapse's presence.enabled
         cfg["log_level"] = "WARNING"
         config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
@@ -275,7 +276,8 @@ class Synapse(Server):
     def version(self) -> str:
         out = subprocess.run([self.python, "-c", "import synapse; print(synapse.__version__)"],
                              capture_output=True, text=True)
-        return out.stdout.strip() or "?"
+        # Synapse appends git info of the working directory ("(b=main,...)"): ours, not its.
+        return (out.stdout.split() or ["?"])[0]
 
 
 async def recreate_pg_database(admin_dsn: str, name: str) -> str:

@@ -281,6 +281,21 @@ class PresenceConfig:
 
 
 @attrs.frozen
+class PushConfig:
+    """Push notifications to devices."""
+
+    # Pushers may name gateways on loopback or private networks (a gateway run next to the
+    # homeserver, tests). Off by default: a user could otherwise make the server post to
+    # internal services.
+    allow_private_gateway_addresses: bool = False
+
+    @classmethod
+    def load(cls, s: _Section) -> PushConfig:
+        return cls(allow_private_gateway_addresses=s.get("allow_private_gateway_addresses",
+                                                         bool, False))
+
+
+@attrs.frozen
 class Config:
     server_name: str
     public_baseurl: str
@@ -297,6 +312,7 @@ class Config:
     config_dir: str
     media: MediaConfig = attrs.field(factory=lambda: MediaConfig(media_store_path="media_store"))
     presence: PresenceConfig = attrs.field(factory=PresenceConfig)
+    push: PushConfig = attrs.field(factory=PushConfig)
 
     @classmethod
     def from_dict(cls, data: Any, config_dir: str) -> Config:
@@ -329,6 +345,7 @@ class Config:
             config_dir=config_dir,
             media=MediaConfig.load(s.sub("media"), config_dir),
             presence=PresenceConfig.load(s.sub("presence")),
+            push=PushConfig.load(s.sub("push")),
         )
 
 

@@ -58,8 +58,11 @@ from homeserver.e2e.key_query import KeyQueries
 from homeserver.e2e.to_device import ToDevice
 from homeserver.push.bulk_evaluator import BulkPushEvaluator
 from homeserver.push.counts import NotificationCounts
+from homeserver.push.event_details import EventDetails
+from homeserver.push.gateway_http import AiohttpGatewayClient
 from homeserver.push.pushers import Pushers
 from homeserver.push.rules_service import PushRules
+from homeserver.push.sender import PushSender
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.hierarchy import SpaceHierarchy
@@ -83,6 +86,7 @@ from homeserver.storage.migrations import apply_migrations
 from homeserver.storage.notifications import NotificationStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
+from homeserver.storage.push_queue import PushQueueStore
 from homeserver.storage.push_rules import PushRuleStore
 from homeserver.storage.pushers import PusherStore
 from homeserver.storage.receipts import ReceiptStore
@@ -204,19 +208,27 @@ class Homeserver:
 
     def _build_push(self) -> None:
         """Push: rules (changes reach clients as m.push_rules account data), the
-        evaluator behind an after-commit listener, counts reset by read receipts, pushers."""
+        evaluator behind an after-commit listener, counts reset by read receipts, pushers
+        and the sender that delivers queued notifications to their gateways."""
         db, rooms = self.db, self.rooms
         self.push_rules = PushRules(db, PushRuleStore(), self.account_data_store,
                                     on_change=self._account_data_changed)
         notifications = NotificationStore()
+        pusher_store = PusherStore()
+        allow_private = self.config.push.allow_private_gateway_addresses
+        self.push_sender = PushSender(db, PushQueueStore(), pusher_store, AiohttpGatewayClient(),
+                                      EventDetails(db, rooms.stores), self.clock, self.scheduler,
+                                      allow_private_addresses=allow_private)
         self.push_evaluator = BulkPushEvaluator(db, rooms.stores, self.push_rules, notifications,
-                                                self.clock, server_name=self.config.server_name)
+                                                self.clock, server_name=self.config.server_name,
+                                                delivery=self.push_sender)
         rooms.add_event_listener(self.push_evaluator.on_event_persisted)
         self.push_evaluator.after_evaluation.append(self._sync_wake)
         self.notification_counts = NotificationCounts(db, notifications, rooms.stores,
                                                       rooms.loader)
         self.receipts.on_receipt.append(self.notification_counts.on_receipt)
-        self.pushers = Pushers(db, PusherStore(), self.clock)
+        self.pushers = Pushers(db, pusher_store, self.clock,
+                               allow_private_addresses=allow_private)
 
     def _account_data_changed(self, user_id: str, stream_id: int) -> None:
         # Built before the notifier exists; only called after open(), by then it does.
@@ -280,10 +292,13 @@ class Homeserver:
         indexed = await self.search_indexer.catch_up()
         if indexed:
             logger.info("search index caught up over %d events", indexed)
+        # Notifications queued but not delivered when the last process stopped.
+        self.push_sender.start()
 
     async def close(self) -> None:
         self.presence.close()
         await self.push_evaluator.close()
+        await self.push_sender.close()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from homeserver.clock import Clock
 from homeserver.events.pdu import Pdu
@@ -35,6 +36,15 @@ logger = logging.getLogger(__name__)
 MAIN_THREAD = "main"
 
 
+class PushDelivery(Protocol):
+    """Where notifications go to reach devices (homeserver/push/sender.py)."""
+
+    async def enqueue(self, conn: Connection,
+                      notifications: Sequence[NewNotification]) -> bool: ...
+
+    def wake(self) -> None: ...
+
+
 def thread_of(pdu: Pdu) -> str:
     """The thread an event belongs to: its m.thread root, else the main timeline."""
     relates = pdu.content.get("m.relates_to")
@@ -47,8 +57,10 @@ def thread_of(pdu: Pdu) -> str:
 
 class BulkPushEvaluator:
     def __init__(self, db: Database, stores: RoomStores, rules: PushRules,
-                 notifications: NotificationStore, clock: Clock, *, server_name: str):
+                 notifications: NotificationStore, clock: Clock, *, server_name: str,
+                 delivery: PushDelivery | None = None):
         self._db = db
+        self._delivery = delivery
         self._stores = stores
         self._rules = rules
         self._notifications = notifications
@@ -114,12 +126,19 @@ class BulkPushEvaluator:
         sender_is_local = pdu.sender.endswith(self._suffix)
         if not found and not sender_is_local:
             return
+        queued = False
         async with self._db.transaction() as conn:
             await self._notifications.add(conn, found)
+            # Queued with the notification itself, so a crash cannot keep one and lose
+            # the other.
+            if self._delivery is not None and found:
+                queued = await self._delivery.enqueue(conn, found)
             if sender_is_local:
                 # Spec: sending an event counts as reading up to it (in its thread).
                 await self._notifications.mark_read(conn, pdu.sender, pdu.room_id, thread,
                                                     persisted.stream_ordering)
+        if queued and self._delivery is not None:
+            self._delivery.wake()
 
     async def _prepare(self, conn: Connection,
                        pdu: Pdu) -> tuple[list[str], EventContext, dict[str, str | None]]:

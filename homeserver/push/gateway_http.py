@@ -1,0 +1,39 @@
+"""The aiohttp adapter for the push gateway port (homeserver/push/gateway.py), wired by
+server.py: the only place push touches aiohttp."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from homeserver.push.gateway import GatewayResponse, GatewayUnreachable
+
+TIMEOUT_S = 30
+
+
+class AiohttpGatewayClient:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> GatewayResponse:
+        if self._session is None:
+            # Created lazily: a session must be made inside the running loop.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        try:
+            # No redirects: the address was checked when the pusher was set, and a
+            # redirect could point anywhere (a private address included).
+            async with self._session.post(url, json=body, allow_redirects=False) as resp:
+                try:
+                    payload = await resp.json(content_type=None)
+                except ValueError:
+                    payload = None
+                return GatewayResponse(resp.status, payload)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise GatewayUnreachable(str(e) or type(e).__name__) from e
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

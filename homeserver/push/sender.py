@@ -1,0 +1,183 @@
+"""Delivery of notifications to `http` pushers from the persistent push queue.
+
+Spec: https://spec.matrix.org/v1.19/push-gateway-api/ . The evaluator queues one row per
+pusher in the transaction that records the notification (`enqueue`) and wakes this
+sender after commit. The sender posts each pusher's rows oldest first; on a failure it
+holds that pusher back, doubling the delay from 1 s up to 10 min, and the timer comes
+from the injected Scheduler so tests move time by hand. A 2xx or a permanent 4xx
+removes the row; pushkeys a gateway rejects lose their pusher. Rows survive restarts:
+`start` resumes whatever is due. Tests await `idle()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from homeserver.clock import Clock
+from homeserver.push.gateway import (
+    GatewayClient,
+    GatewayUnreachable,
+    notification_body,
+    rejected_pushkeys,
+)
+from homeserver.push.pushers import is_private_host
+from homeserver.storage.database import Connection, Database
+from homeserver.storage.notifications import NewNotification
+from homeserver.storage.push_queue import PushQueueStore, QueuedPush
+from homeserver.storage.pushers import PusherStore
+from homeserver.sync.timers import Scheduler, TimerHandle
+
+logger = logging.getLogger(__name__)
+
+FIRST_BACKOFF_MS = 1000
+MAX_BACKOFF_MS = 10 * 60 * 1000
+BATCH = 100
+_DELIVERED, _DROP, _RETRY, _REJECTED = "delivered", "drop", "retry", "rejected"
+
+
+class EventDescriber(Protocol):
+    async def describe(self, user_id: str, room_id: str,
+                       event_id: str) -> dict[str, Any] | None: ...
+
+
+def backoff_ms(attempts: int) -> int:
+    """Delay after the `attempts`-th consecutive failure (1-based)."""
+    return min(FIRST_BACKOFF_MS << min(attempts - 1, 20), MAX_BACKOFF_MS)
+
+
+class PushSender:
+    def __init__(self, db: Database, queue: PushQueueStore, pushers: PusherStore,
+                 gateway: GatewayClient, events: EventDescriber, clock: Clock,
+                 scheduler: Scheduler, *, allow_private_addresses: bool = False):
+        self._db = db
+        self._queue = queue
+        self._pushers = pushers
+        self._gateway = gateway
+        self._events = events
+        self._clock = clock
+        self._scheduler = scheduler
+        self._allow_private = allow_private_addresses
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._timer: TimerHandle | None = None
+
+    async def enqueue(self, conn: Connection, notifications: Sequence[NewNotification]) -> bool:
+        """In the evaluator's transaction; True if anything was queued (then `wake`
+        after commit)."""
+        queued = False
+        for n in notifications:
+            queued |= await self._queue.enqueue(conn, n.user_id, n.event_id, n.room_id,
+                                                n.stream_ordering, n.actions, n.ts)
+        return queued
+
+    def wake(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    def start(self) -> None:
+        """Begin sending; rows left by a previous process are resumed."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            self.wake()
+
+    async def idle(self) -> None:
+        """Returns once nothing is due: all sent, dropped, or waiting on a backoff timer."""
+        await self._idle.wait()
+
+    async def queued(self) -> int:
+        """Rows waiting in the queue, due or backing off."""
+        return await self._queue.size(self._db)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._gateway.close()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while await self._send_due():
+                    pass
+                await self._arm_timer()
+            except Exception:
+                # A database hiccup must not end delivery for good: try again later.
+                logger.exception("push delivery pass failed")
+                self._set_timer(FIRST_BACKOFF_MS)
+            if not self._wake.is_set():
+                self._idle.set()
+
+    async def _send_due(self) -> bool:
+        """One batch; True when there may be more due right now."""
+        async with self._db.transaction() as conn:
+            await self._queue.delete_orphans(conn)
+        items = await self._queue.due(self._db, self._clock.time_ms(), BATCH)
+        by_pusher: dict[tuple[str, str, str], list[QueuedPush]] = {}
+        for item in items:
+            by_pusher.setdefault((item.user_id, item.app_id, item.pushkey), []).append(item)
+        # Pushers are independent: one slow gateway must not hold back the others.
+        await asyncio.gather(*(self._send_pusher(rows) for rows in by_pusher.values()))
+        return len(items) == BATCH
+
+    async def _send_pusher(self, rows: list[QueuedPush]) -> None:
+        for item in rows:
+            outcome = await self._post(item)
+            async with self._db.transaction() as conn:
+                if outcome == _RETRY:
+                    attempts = item.attempts + 1
+                    await self._queue.back_off(conn, item, attempts,
+                                               self._clock.time_ms() + backoff_ms(attempts))
+                    return
+                await self._queue.delete(conn, item)
+                if outcome == _REJECTED:
+                    await self._pushers.delete(conn, item.user_id, item.app_id, item.pushkey)
+                    return
+                if item.attempts:
+                    await self._queue.reset_attempts(conn, item)
+
+    async def _post(self, item: QueuedPush) -> str:
+        url = item.data.get("url")
+        host = urlsplit(url).hostname if isinstance(url, str) else None
+        if item.kind != "http" or not host:
+            return _DROP
+        if not self._allow_private and is_private_host(host):
+            logger.warning("dropping push to private address %s", host)
+            return _DROP
+        event = None
+        if item.data.get("format") != "event_id_only":
+            event = await self._events.describe(item.user_id, item.room_id, item.event_id)
+        assert isinstance(url, str)
+        try:
+            resp = await self._gateway.post_json(url, notification_body(item, event))
+        except GatewayUnreachable as e:
+            logger.info("push gateway %s unreachable: %s", host, e)
+            return _RETRY
+        if 200 <= resp.status < 300:
+            return _REJECTED if item.pushkey in rejected_pushkeys(resp.body) else _DELIVERED
+        if resp.status == 429 or resp.status >= 500:
+            return _RETRY
+        logger.warning("push gateway %s refused a notification: HTTP %d", host, resp.status)
+        return _DROP
+
+    async def _arm_timer(self) -> None:
+        next_ts = await self._queue.next_attempt(self._db)
+        if next_ts is not None:
+            self._set_timer(next_ts - self._clock.time_ms())
+
+    def _set_timer(self, delay_ms: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._scheduler.call_later(delay_ms, self.wake)
