@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import attrs
 
 from homeserver.storage import streams
+from homeserver.storage.batch import is_postgres
 from homeserver.storage.database import Connection, Row
 
 StateKey = tuple[str, str]
@@ -216,7 +217,7 @@ class StateStore:
     async def _write(self, conn: Connection, room_id: str, parent_id: int | None,
                      chain_length: int, content_hash: str,
                      entries: Mapping[StateKey, str | None]) -> int:
-        snapshot_id = await streams.next_position(conn, SNAPSHOT_ID_COUNTER)
+        snapshot_id = await next_snapshot_id(conn)
         await conn.execute(INSERT_SNAPSHOT, snapshot_id, room_id, parent_id, chain_length, content_hash)
         if entries:
             await conn.executemany(INSERT_ENTRY, [(snapshot_id, k[0], k[1], v) for k, v in entries.items()])
@@ -230,3 +231,15 @@ class StateStore:
         """The snapshots before and after an event (None for outliers and unknown events)."""
         row = await conn.fetchrow(SELECT_EVENT_STATE, event_id)
         return None if row is None else EventState(row[0], row[1])
+
+
+NEXT_SNAPSHOT_ID_PG = "SELECT nextval('state_snapshot_ids')"
+
+
+async def next_snapshot_id(conn: Connection) -> int:
+    """A fresh snapshot ID. PostgreSQL: a sequence (schema 0012), because the counter row
+    would stay locked until commit and order against the events stream row. SQLite: the
+    counter, since its single writer cannot deadlock."""
+    if is_postgres(conn):
+        return int(await conn.fetchval(NEXT_SNAPSHOT_ID_PG))
+    return await streams.next_position(conn, SNAPSHOT_ID_COUNTER)
