@@ -67,6 +67,14 @@ class SyncStream:
         # How long one sync waits before the stream re-checks the access token.
         self._wait_ms = wait_ms
         self._heartbeat_s = heartbeat_s
+        # Open streams, closed by close_all() when the server shuts down.
+        self._open: set[web.WebSocketResponse] = set()
+
+    async def close_all(self) -> None:
+        """Close every stream with 1001 (going away): clients reconnect elsewhere/later."""
+        for ws in list(self._open):
+            with contextlib.suppress(ConnectionResetError):
+                await ws.close(code=1001, message=b"server shutting down")
 
     async def handle(self, http: web.Request) -> web.StreamResponse:
         """GET /_matrix/client/unstable/im.devnet.ws/sync"""
@@ -75,6 +83,7 @@ class SyncStream:
         query = dict(http.query)
         ws = web.WebSocketResponse(heartbeat=self._heartbeat_s)
         await ws.prepare(http)
+        self._open.add(ws)
         try:
             if token is None or requester is None:
                 token = await self._first_message_token(ws)
@@ -91,6 +100,8 @@ class SyncStream:
             logger.exception("WebSocket sync stream failed")
             await self._close_with(ws, {"errcode": "M_UNKNOWN", "error": "Internal server error"},
                                    1011)
+        finally:
+            self._open.discard(ws)
         return ws
 
     async def _first_message_token(self, ws: web.WebSocketResponse) -> str:

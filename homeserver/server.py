@@ -296,6 +296,8 @@ class Homeserver:
         self.push_sender.start()
 
     async def close(self) -> None:
+        # Waiting long-polls answer now (empty), so shutdown does not wait for them.
+        self.notifier.close()
         self.presence.close()
         await self.push_evaluator.close()
         await self.push_sender.close()
@@ -351,6 +353,11 @@ class Homeserver:
         stream = SyncStream(self.sync, self.filters, self.authenticator)
         app.router.add_get(CLIENT_PREFIX + SYNC_STREAM_PATH, stream.handle)
 
+        async def close_streams(_: web.Application) -> None:
+            await stream.close_all()
+
+        app.on_shutdown.append(close_streams)
+
     def _add_account_routes(self, app: web.Application, registrar: Registrar) -> None:
         config = self.config
         for endpoints in (
@@ -388,7 +395,9 @@ class Homeserver:
         if listener.tls_cert_path and listener.tls_key_path:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(listener.tls_cert_path, listener.tls_key_path)
-        runner = web.AppRunner(app, access_log=None)
+        # In-flight requests get this long to finish on shutdown (long-polls are released
+        # at once by the notifier); a send cut off here rolls back and its client retries.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
         await runner.setup()
         # Registered before start() so that close() cleans up a half-started listener too.
         self._runners.append(runner)

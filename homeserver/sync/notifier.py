@@ -92,6 +92,20 @@ class Notifier:
         self._user_waiters: dict[str, list[_Waiter]] = {}
         self._max_per_user = max_waiters_per_user
         self._publishers: list[Callable[[Notification], None]] = []
+        self._closed = False
+
+    def close(self) -> None:
+        """Shutting down: every waiting sync returns now (empty) and none waits again, so
+        the server stops at once instead of holding long-polls until their timeout."""
+        self._closed = True
+        for waiters in self._user_waiters.values():
+            for waiter in waiters:
+                if not waiter.future.done():
+                    waiter.future.set_result(False)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @staticmethod
     def _user_key(user_id: str) -> str:
@@ -152,7 +166,7 @@ class Notifier:
         """
         if self.has_update(user_id, since, rooms):
             return True
-        if timeout_ms <= 0:
+        if timeout_ms <= 0 or self._closed:
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         keys = [self._user_key(user_id)] + [self._room_key(r) for r in rooms]

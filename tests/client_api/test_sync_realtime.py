@@ -210,3 +210,18 @@ async def test_websocket_stops_after_logout(make_hs: MakeHs, connect: Connect) -
     if msg.type == WSMsgType.TEXT and "next_batch" in json.loads(msg.data):
         msg = await asyncio.wait_for(ws.receive(), 10)
     assert json.loads(msg.data)["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+async def test_shutdown_answers_waiting_long_polls(make_hs: MakeHs, connect: Connect) -> None:
+    """close() releases parked long-polls with a normal (empty) answer instead of holding
+    them until their timeout; later syncs do not park either."""
+    hs, client = await _serve(make_hs, connect)
+    alice, _, room = await _pair(client)
+    since = (await alice.sync())["next_batch"]
+    poll = asyncio.create_task(alice.sync(since=since, timeout_ms=600_000))
+    await _waiting(hs)
+    hs.notifier.close()
+    body = await asyncio.wait_for(poll, 30)
+    assert room not in body["rooms"]["join"]
+    again = await asyncio.wait_for(alice.sync(since=since, timeout_ms=600_000), 30)
+    assert room not in again["rooms"]["join"]
