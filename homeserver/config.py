@@ -288,11 +288,22 @@ class PushConfig:
     # homeserver, tests). Off by default: a user could otherwise make the server post to
     # internal services.
     allow_private_gateway_addresses: bool = False
+    # The P-256 key signing VAPID tokens for web push (RFC 8292); created on first start
+    # when missing. None only for a PushConfig built in code.
+    vapid_private_key_path: str | None = None
+    # The `sub` of VAPID tokens: how a push service operator reaches the admin.
+    vapid_contact: str | None = None
 
     @classmethod
-    def load(cls, s: _Section) -> PushConfig:
+    def load(cls, s: _Section, base_dir: str) -> PushConfig:
+        contact = s.get("vapid_contact", str, None)
+        if contact is not None and not contact.startswith(("mailto:", "https://")):
+            raise ConfigError(f"{s.key('vapid_contact')}: must be a mailto: or https: URL")
         return cls(allow_private_gateway_addresses=s.get("allow_private_gateway_addresses",
-                                                         bool, False))
+                                                         bool, False),
+                   vapid_private_key_path=s.path_value("vapid_private_key_path", base_dir,
+                                                       "vapid.key"),
+                   vapid_contact=contact)
 
 
 @attrs.frozen
@@ -345,7 +356,7 @@ class Config:
             config_dir=config_dir,
             media=MediaConfig.load(s.sub("media"), config_dir),
             presence=PresenceConfig.load(s.sub("presence")),
-            push=PushConfig.load(s.sub("push")),
+            push=PushConfig.load(s.sub("push"), config_dir),
         )
 
 

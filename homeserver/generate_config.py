@@ -1,7 +1,7 @@
 """`generate-config`: a minimal working config plus the files it points at.
 
-Writes the YAML config, a fresh ed25519 signing key, random secrets and a self-signed
-TLS certificate for the federation listener. Paths in the config are relative to the
+Writes the YAML config, a fresh ed25519 signing key, a VAPID key for web push, random
+secrets and a self-signed TLS certificate for the federation listener. Paths in the config are relative to the
 config file so the whole directory can be moved. Every other option keeps its default;
 config.sample.yaml documents them all.
 """
@@ -16,6 +16,7 @@ import attrs
 import yaml
 
 from homeserver.config import ConfigError
+from homeserver.push.vapid import write_vapid_key
 from homeserver.signing_key import generate_signing_key_file
 from homeserver.tls import write_self_signed_cert
 from homeserver.types import is_valid_server_name
@@ -37,6 +38,7 @@ class GeneratedFiles:
     tls_cert_path: str
     tls_key_path: str
     database_path: str
+    vapid_key_path: str
 
 
 def generate_config(server_name: str, config_path: str, data_dir: str | None = None, *,
@@ -59,11 +61,15 @@ def generate_config(server_name: str, config_path: str, data_dir: str | None = N
         tls_cert_path=os.path.join(data_dir, f"{server_name}.tls.crt"),
         tls_key_path=os.path.join(data_dir, f"{server_name}.tls.key"),
         database_path=os.path.join(data_dir, "homeserver.db"),
+        vapid_key_path=os.path.join(data_dir, f"{server_name}.vapid.key"),
     )
     # An existing key is kept: other servers have cached it, and events signed with it
     # would stop verifying if it were replaced.
     if not os.path.exists(files.signing_key_path):
         generate_signing_key_file(files.signing_key_path)
+    # Kept too: browsers' push subscriptions may be bound to this key.
+    if not os.path.exists(files.vapid_key_path):
+        write_vapid_key(files.vapid_key_path)
     if not (os.path.exists(files.tls_cert_path) and os.path.exists(files.tls_key_path)):
         write_self_signed_cert(server_name, files.tls_cert_path, files.tls_key_path)
     text = _HEADER + yaml.safe_dump(_config_dict(server_name, files, config_dir, registration_policy),
@@ -93,5 +99,6 @@ def _config_dict(server_name: str, files: GeneratedFiles, config_dir: str,
         "database": {"engine": "sqlite", "path": rel(files.database_path)},
         "registration": {"policy": registration_policy,
                          "shared_secret": secrets.token_urlsafe(32)},
+        "push": {"vapid_private_key_path": rel(files.vapid_key_path)},
         "log_level": "INFO",
     }

@@ -63,6 +63,7 @@ from homeserver.push.gateway_http import AiohttpGatewayClient
 from homeserver.push.pushers import Pushers
 from homeserver.push.rules_service import PushRules
 from homeserver.push.sender import PushSender
+from homeserver.push.vapid import VapidKey
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.directory import RoomDirectory
 from homeserver.rooms.hierarchy import SpaceHierarchy
@@ -215,10 +216,15 @@ class Homeserver:
                                     on_change=self._account_data_changed)
         notifications = NotificationStore()
         pusher_store = PusherStore()
-        allow_private = self.config.push.allow_private_gateway_addresses
+        push_config = self.config.push
+        allow_private = push_config.allow_private_gateway_addresses
+        vapid = None
+        if push_config.vapid_private_key_path is not None:
+            vapid = VapidKey.load_or_create(push_config.vapid_private_key_path,
+                                            push_config.vapid_contact)
         self.push_sender = PushSender(db, PushQueueStore(), pusher_store, AiohttpGatewayClient(),
                                       EventDetails(db, rooms.stores), self.clock, self.scheduler,
-                                      allow_private_addresses=allow_private)
+                                      allow_private_addresses=allow_private, vapid=vapid)
         self.push_evaluator = BulkPushEvaluator(db, rooms.stores, self.push_rules, notifications,
                                                 self.clock, server_name=self.config.server_name,
                                                 delivery=self.push_sender)

@@ -29,6 +29,11 @@ class GatewayResponse:
 class GatewayClient(Protocol):
     async def post_json(self, url: str, body: JsonDict) -> GatewayResponse: ...
 
+    async def post_bytes(self, url: str, body: bytes,
+                         headers: dict[str, str]) -> GatewayResponse:
+        """An opaque body (web push ciphertext) with the caller's headers."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -17,6 +17,13 @@ class AiohttpGatewayClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def post_json(self, url: str, body: dict[str, Any]) -> GatewayResponse:
+        return await self._post(url, json=body)
+
+    async def post_bytes(self, url: str, body: bytes,
+                         headers: dict[str, str]) -> GatewayResponse:
+        return await self._post(url, data=body, headers=headers)
+
+    async def _post(self, url: str, **kwargs: Any) -> GatewayResponse:
         if self._session is None:
             # Created lazily: a session must be made inside the running loop.
             self._session = aiohttp.ClientSession(
@@ -24,7 +31,7 @@ class AiohttpGatewayClient:
         try:
             # No redirects: the address was checked when the pusher was set, and a
             # redirect could point anywhere (a private address included).
-            async with self._session.post(url, json=body, allow_redirects=False) as resp:
+            async with self._session.post(url, allow_redirects=False, **kwargs) as resp:
                 try:
                     payload = await resp.json(content_type=None)
                 except ValueError:

@@ -1,8 +1,8 @@
 """Pushers: GET /pushers and POST /pushers/set.
 
 Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3pushers and
-#post_matrixclientv3pushersset . Only `http` pushers are accepted: nothing here sends
-email. A gateway URL naming a private or loopback address is refused unless the operator
+#post_matrixclientv3pushersset . `http` pushers and `webpush` pushers (MSC4174) are
+accepted: nothing here sends email. A gateway URL or web push endpoint naming a private or loopback address is refused unless the operator
 allows it (ARCHITECTURE.md, "Security defaults"); names are checked again when delivering.
 """
 
@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from homeserver.clock import Clock
 from homeserver.errors import BadJson, InvalidParam, MissingParam
+from homeserver.push.webpush import AUTH_SECRET_BYTES, b64url_decode, p256_public_key
 from homeserver.storage.database import Database
 from homeserver.storage.pushers import PusherRow, PusherStore
 
@@ -58,6 +59,39 @@ def check_gateway_url(url: Any, *, allow_private: bool) -> str:
     return url
 
 
+def check_webpush(pushkey: str, data: JsonDict, *, allow_private: bool) -> None:
+    """MSC4174: pushkey is the subscription's P-256 key, data.endpoint the push service
+    URL and data.auth its 16-byte auth secret. Checked here so a bad subscription fails
+    at /pushers/set rather than silently at every delivery."""
+    endpoint = data.get("endpoint")
+    if endpoint is None:
+        raise MissingParam("'data.endpoint' is required for webpush pushers")
+    if not isinstance(endpoint, str):
+        raise BadJson("'data.endpoint' must be a string")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidParam("'data.endpoint' must be an absolute https URL")
+    private = is_private_host(parts.hostname)
+    if private and not allow_private:
+        raise InvalidParam("'data.endpoint' points at a private address")
+    # Browser push services are all https; plain http only for an allowed local one.
+    if parts.scheme == "http" and not private:
+        raise InvalidParam("'data.endpoint' must be an https URL")
+    try:
+        p256_public_key(b64url_decode(pushkey))
+    except ValueError:
+        raise InvalidParam("'pushkey' must be a base64url P-256 public key") from None
+    auth = data.get("auth")
+    if auth is None:
+        raise MissingParam("'data.auth' is required for webpush pushers")
+    try:
+        valid_auth = isinstance(auth, str) and len(b64url_decode(auth)) == AUTH_SECRET_BYTES
+    except ValueError:
+        valid_auth = False
+    if not valid_auth:
+        raise InvalidParam(f"'data.auth' must be {AUTH_SECRET_BYTES} bytes in base64url")
+
+
 def pusher_json(p: PusherRow) -> JsonDict:
     out: JsonDict = {"pushkey": p.pushkey, "kind": p.kind, "app_id": p.app_id,
                      "app_display_name": p.app_display_name,
@@ -98,7 +132,7 @@ class Pushers:
             return
         if not isinstance(kind, str):
             raise BadJson("'kind' must be a string or null")
-        if kind != "http":
+        if kind not in ("http", "webpush"):
             raise InvalidParam(f"Unsupported pusher kind {kind!r}")
         names = {key: _string(body, key) for key in _REQUIRED_TO_SET}
         profile_tag = body.get("profile_tag")
@@ -109,7 +143,10 @@ class Pushers:
             raise MissingParam("Missing 'data'")
         if not isinstance(data, dict):
             raise BadJson("'data' must be an object")
-        check_gateway_url(data.get("url"), allow_private=self._allow_private)
+        if kind == "webpush":
+            check_webpush(pushkey, data, allow_private=self._allow_private)
+        else:
+            check_gateway_url(data.get("url"), allow_private=self._allow_private)
         if "format" in data and data["format"] != "event_id_only":
             raise InvalidParam("'data.format' must be 'event_id_only' when given")
         append = body.get("append", False)

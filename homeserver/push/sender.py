@@ -1,6 +1,8 @@
-"""Delivery of notifications to `http` pushers from the persistent push queue.
+"""Delivery of notifications to `http` and `webpush` pushers from the persistent push
+queue.
 
-Spec: https://spec.matrix.org/v1.19/push-gateway-api/ . The evaluator queues one row per
+Spec: https://spec.matrix.org/v1.19/push-gateway-api/ ; web push: MSC4174, RFC 8030/8291/
+8292 (a 404 or 410 from the push service means the subscription is gone). The evaluator queues one row per
 pusher in the transaction that records the notification (`enqueue`) and wakes this
 sender after commit. The sender posts each pusher's rows oldest first; on a failure it
 holds that pusher back, doubling the delay from 1 s up to 10 min, and the timer comes
@@ -25,6 +27,8 @@ from homeserver.push.gateway import (
     rejected_pushkeys,
 )
 from homeserver.push.pushers import is_private_host
+from homeserver.push.vapid import VapidKey
+from homeserver.push.webpush import b64url_decode, encrypt, webpush_message
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.notifications import NewNotification
 from homeserver.storage.push_queue import PushQueueStore, QueuedPush
@@ -37,6 +41,9 @@ FIRST_BACKOFF_MS = 1000
 MAX_BACKOFF_MS = 10 * 60 * 1000
 BATCH = 100
 _DELIVERED, _DROP, _RETRY, _REJECTED = "delivered", "drop", "retry", "rejected"
+# How long a push service keeps an undelivered message: a day-old notification is noise.
+WEBPUSH_TTL_S = 24 * 60 * 60
+_TARGET_KEY = {"http": "url", "webpush": "endpoint"}
 
 
 class EventDescriber(Protocol):
@@ -52,7 +59,8 @@ def backoff_ms(attempts: int) -> int:
 class PushSender:
     def __init__(self, db: Database, queue: PushQueueStore, pushers: PusherStore,
                  gateway: GatewayClient, events: EventDescriber, clock: Clock,
-                 scheduler: Scheduler, *, allow_private_addresses: bool = False):
+                 scheduler: Scheduler, *, allow_private_addresses: bool = False,
+                 vapid: VapidKey | None = None):
         self._db = db
         self._queue = queue
         self._pushers = pushers
@@ -61,6 +69,7 @@ class PushSender:
         self._clock = clock
         self._scheduler = scheduler
         self._allow_private = allow_private_addresses
+        self._vapid = vapid
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -149,9 +158,10 @@ class PushSender:
                     await self._queue.reset_attempts(conn, item)
 
     async def _post(self, item: QueuedPush) -> str:
-        url = item.data.get("url")
+        target_key = _TARGET_KEY.get(item.kind)
+        url = item.data.get(target_key) if target_key else None
         host = urlsplit(url).hostname if isinstance(url, str) else None
-        if item.kind != "http" or not host:
+        if not isinstance(url, str) or not host:
             return _DROP
         if not self._allow_private and is_private_host(host):
             logger.warning("dropping push to private address %s", host)
@@ -159,17 +169,45 @@ class PushSender:
         event = None
         if item.data.get("format") != "event_id_only":
             event = await self._events.describe(item.user_id, item.room_id, item.event_id)
-        assert isinstance(url, str)
         try:
+            if item.kind == "webpush":
+                return await self._post_webpush(item, url, host, event)
             resp = await self._gateway.post_json(url, notification_body(item, event))
         except GatewayUnreachable as e:
             logger.info("push gateway %s unreachable: %s", host, e)
             return _RETRY
         if 200 <= resp.status < 300:
             return _REJECTED if item.pushkey in rejected_pushkeys(resp.body) else _DELIVERED
-        if resp.status == 429 or resp.status >= 500:
+        return self._failure(host, resp.status)
+
+    async def _post_webpush(self, item: QueuedPush, endpoint: str, host: str,
+                            event: dict[str, Any] | None) -> str:
+        if self._vapid is None:
+            return _DROP
+        message, prio = webpush_message(item, event)
+        try:
+            body = encrypt(b64url_decode(item.pushkey), b64url_decode(item.data["auth"]),
+                           message)
+        except (KeyError, TypeError, ValueError) as e:
+            logger.warning("cannot encrypt web push for %s: %s", item.user_id, e)
+            return _DROP
+        headers = {"Content-Encoding": "aes128gcm", "Content-Type": "application/octet-stream",
+                   "TTL": str(WEBPUSH_TTL_S), "Urgency": "high" if prio == "high" else "normal",
+                   "Authorization": self._vapid.authorization(
+                       endpoint, self._clock.time_ms() // 1000)}
+        resp = await self._gateway.post_bytes(endpoint, body, headers)
+        if 200 <= resp.status < 300:
+            return _DELIVERED
+        if resp.status in (404, 410):
+            logger.info("web push subscription at %s is gone: HTTP %d", host, resp.status)
+            return _REJECTED
+        return self._failure(host, resp.status)
+
+    @staticmethod
+    def _failure(host: str, status: int) -> str:
+        if status == 429 or status >= 500:
             return _RETRY
-        logger.warning("push gateway %s refused a notification: HTTP %d", host, resp.status)
+        logger.warning("push gateway %s refused a notification: HTTP %d", host, status)
         return _DROP
 
     async def _arm_timer(self) -> None:

@@ -12,6 +12,7 @@ from cryptography import x509
 
 from homeserver.__main__ import main
 from homeserver.config import load_config
+from homeserver.push.vapid import VapidKey
 from homeserver.signing_key import load_signing_key
 
 
@@ -32,8 +33,12 @@ def test_generated_config_loads(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert federation.tls_cert_path and federation.tls_key_path
     cert = x509.load_pem_x509_certificate(Path(federation.tls_cert_path).read_bytes())
     assert cert.subject.rfc4514_string() == "CN=example.test"
+    vapid_path = config.push.vapid_private_key_path
+    assert vapid_path == str(tmp_path / "example.test.vapid.key")
+    VapidKey.load_or_create(vapid_path)  # loads the generated key, creates nothing
     # Secrets are readable by their owner only.
-    for secret in (path, Path(config.signing_key_path), Path(federation.tls_key_path)):
+    for secret in (path, Path(config.signing_key_path), Path(federation.tls_key_path),
+                   Path(vapid_path)):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
 
 
