@@ -32,9 +32,7 @@ class SqliteConnection(Connection):
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        cursor = await self._conn.execute(rewrite_placeholders(sql), args)
-        count = cursor.rowcount
-        await cursor.close()
+        count = await self._in_thread(_execute_rowcount, rewrite_placeholders(sql), args)
         return max(count, 0)
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
@@ -46,16 +44,38 @@ class SqliteConnection(Connection):
         return list(await self._conn.execute_fetchall(rewrite_placeholders(sql), args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        cursor = await self._conn.execute(rewrite_placeholders(sql), args)
-        row = await cursor.fetchone()
-        await cursor.close()
-        return row  # type: ignore[no-any-return]
+        return await self._in_thread(_execute_fetchone, rewrite_placeholders(sql), args)  # type: ignore[no-any-return]
+
+    async def _in_thread(self, fn: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        """Run `fn(sqlite3_connection, sql, args)` on aiosqlite's thread in one hop.
+
+        aiosqlite's cursor API costs a cross-thread round trip per call (execute, fetch,
+        close); each is ~25 us of event-loop CPU, the largest cost in the send and sync
+        profiles (docs/benchmarks.md). `_execute` is aiosqlite's own queueing primitive
+        (private, present since its first releases; setup.cfg bounds the version)."""
+        return await self._conn._execute(fn, self._conn._conn, sql, args)
 
     async def execute_script(self, script: str) -> None:
         # Not sqlite's executescript(): it COMMITs first, which would break the
         # migration's transaction. complete_statement() keeps triggers (BEGIN…END) whole.
         for statement in split_sql_script(script):
             await self._conn.execute(statement)
+
+
+def _execute_rowcount(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    cursor = db.execute(sql, args)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _execute_fetchone(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> Any:
+    cursor = db.execute(sql, args)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 def split_sql_script(script: str) -> list[str]:
