@@ -15,12 +15,18 @@ from homeserver.rooms.event_loader import ClientEventLoader
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Database
 from homeserver.storage.notifications import NotificationStore
+from homeserver.sync.receipts import MAIN_THREAD
+from homeserver.sync.sync_result import RoomCounts
 
 JsonDict = dict[str, Any]
 READ_RECEIPT_TYPES = frozenset({"m.read", "m.read.private"})
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 _NO_LIMIT = 2**63 - 1
+
+
+def _counts(notifications: int, highlights: int) -> JsonDict:
+    return {"notification_count": notifications, "highlight_count": highlights}
 
 
 class NotificationCounts:
@@ -31,23 +37,23 @@ class NotificationCounts:
         self._stores = stores
         self._loader = loader
 
-    async def unread_counts(self, user_id: str, room_ids: Sequence[str]) -> dict[str, JsonDict]:
-        """Sync's UnreadCounts port: room -> {notification_count, highlight_count}, the
-        sum over the room's threads."""
+    async def unread_counts(self, user_id: str, room_ids: Sequence[str], *,
+                            by_thread: bool = False) -> dict[str, RoomCounts]:
+        """Sync's UnreadCounts port, from one query for all the user's rooms. Without
+        `by_thread` a room's count is the sum over its threads; with it, the main
+        timeline's alone, and each thread root with unread notifications apart."""
         counts = await self._store.counts(self._db, user_id)
         out = {}
         for room_id in room_ids:
             threads = counts.get(room_id, {})
-            out[room_id] = {"notification_count": sum(n for n, _ in threads.values()),
-                            "highlight_count": sum(h for _, h in threads.values())}
+            if by_thread:
+                main = threads.get(MAIN_THREAD, (0, 0))
+                out[room_id] = RoomCounts(_counts(*main), {
+                    root: _counts(*c) for root, c in threads.items() if root != MAIN_THREAD})
+            else:
+                out[room_id] = RoomCounts(_counts(sum(n for n, _ in threads.values()),
+                                                  sum(h for _, h in threads.values())))
         return out
-
-    async def thread_counts(self, user_id: str, room_ids: Sequence[str]) -> dict[str, JsonDict]:
-        """room -> thread root -> counts, for `unread_thread_notifications`."""
-        counts = await self._store.counts(self._db, user_id)
-        return {room_id: {thread: {"notification_count": n, "highlight_count": h}
-                          for thread, (n, h) in counts.get(room_id, {}).items() if thread != "main"}
-                for room_id in room_ids}
 
     async def on_receipt(self, user_id: str, room_id: str, receipt_type: str,
                          thread_id: str | None, position: int) -> None:

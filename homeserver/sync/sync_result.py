@@ -58,6 +58,8 @@ class RoomResult:
     ephemeral: list[JsonDict] | None = None
     summary: JsonDict | None = None
     unread_notifications: JsonDict | None = None
+    # thread root -> counts; None unless the filter asked for `unread_thread_notifications`.
+    unread_thread_notifications: JsonDict | None = None
     # True: `state` is the spec's `state_after` (use_state_after was requested).
     state_after: bool = False
 
@@ -76,7 +78,18 @@ class RoomResult:
             out["summary"] = self.summary
         if self.unread_notifications is not None:
             out["unread_notifications"] = self.unread_notifications
+        if self.unread_thread_notifications is not None:
+            out["unread_thread_notifications"] = self.unread_thread_notifications
         return out
+
+
+@attrs.frozen
+class RoomCounts:
+    """A joined room's unread counts. `unread` is every thread's total, or the main
+    timeline's alone when `threads` (thread root -> counts) was asked for."""
+
+    unread: JsonDict
+    threads: JsonDict | None = None
 
 
 @attrs.frozen

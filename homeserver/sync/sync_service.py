@@ -21,6 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+import attrs
+
 from homeserver.rooms.event_loader import ClientEventLoader
 from homeserver.rooms.persistence import PersistedEvent
 from homeserver.rooms.stores import RoomStores
@@ -38,6 +40,7 @@ from homeserver.sync.sync_result import (
     ONLINE,
     UNAVAILABLE,
     E2eSection,
+    RoomCounts,
     RoomResult,
     SyncRequest,
     SyncResult,
@@ -50,8 +53,11 @@ JsonDict = dict[str, Any]
 
 
 class UnreadCounts(Protocol):
-    async def unread_counts(self, user_id: str, room_ids: Sequence[str]) -> dict[str, JsonDict]:
-        """room -> {"notification_count": n, "highlight_count": h} (push fills this in)."""
+    async def unread_counts(self, user_id: str, room_ids: Sequence[str], *,
+                            by_thread: bool = False) -> dict[str, RoomCounts]:
+        """room -> its counts, for all rooms at once (push fills this in). `by_thread`:
+        the filter's `unread_thread_notifications`, counts per thread root besides the
+        main timeline's."""
         ...
 
 
@@ -64,8 +70,10 @@ class IgnoredUsers(Protocol):
 class NoUnreadCounts:
     """Until push rules land every count is 0."""
 
-    async def unread_counts(self, user_id: str, room_ids: Sequence[str]) -> dict[str, JsonDict]:
-        return {r: {"notification_count": 0, "highlight_count": 0} for r in room_ids}
+    async def unread_counts(self, user_id: str, room_ids: Sequence[str], *,
+                            by_thread: bool = False) -> dict[str, RoomCounts]:
+        zero = {"notification_count": 0, "highlight_count": 0}
+        return {r: RoomCounts(zero, {} if by_thread else None) for r in room_ids}
 
 
 def room_event_listener(notifier: Notifier) -> Callable[[PersistedEvent], Awaitable[None]]:
@@ -177,7 +185,7 @@ class SyncService:
                               state_after=request.use_state_after)
             if plan.full or room.has_updates():
                 join[plan.room_id] = room
-        join = await self._add_summaries(request.user_id, join, by_section[JOIN])
+        join = await self._add_summaries(request, join, by_section[JOIN])
         e2e = E2eSection()
         if self._e2e is not None:
             e2e, current = await self._e2e.read(request, since, current)
@@ -206,13 +214,20 @@ class SyncService:
             request.filter, use_state_after=request.use_state_after, extra_members=heroes,
             ignored=ignored)
 
-    async def _add_summaries(self, user_id: str, join: dict[str, RoomResult],
+    async def _add_summaries(self, request: SyncRequest, join: dict[str, RoomResult],
                              plans: list[RoomPlan]) -> dict[str, RoomResult]:
+        user_id = request.user_id
         room_ids = [p.room_id for p in plans if p.room_id in join]
         async with self._db.connection() as conn:
             summaries = await self._room_extras.summaries(conn, user_id, room_ids)
-        counts = await self._counts.unread_counts(user_id, room_ids)  # its own connection
-        zero = {"notification_count": 0, "highlight_count": 0}
-        return {r: RoomResult(room.timeline, room.state, room.account_data, room.ephemeral,
-                              summaries.get(r), counts.get(r, zero), room.state_after)
+        # The flag is a RoomEventFilter field; the timeline filter is the one that governs
+        # what the room shows (Synapse reads it there too).
+        by_thread = request.filter.room.timeline.unread_thread_notifications
+        counts = await self._counts.unread_counts(user_id, room_ids,  # its own connection
+                                                  by_thread=by_thread)
+        zero = RoomCounts({"notification_count": 0, "highlight_count": 0},
+                          {} if by_thread else None)
+        return {r: attrs.evolve(room, summary=summaries.get(r),
+                                unread_notifications=counts.get(r, zero).unread,
+                                unread_thread_notifications=counts.get(r, zero).threads)
                 for r, room in join.items()}

@@ -218,3 +218,63 @@ async def test_pushers(make_hs: MakeHs, connect: Connect) -> None:
     for body_, errcode in bad:
         await error(await s.client.post(f"{C}/pushers/set", headers=alice.headers, json=body_),
                     400, errcode)
+
+
+THREADED = {"room": {"timeline": {"unread_thread_notifications": True}}}
+
+
+async def test_unread_thread_notifications_split_counts_by_thread(
+        make_hs: MakeHs, connect: Connect) -> None:
+    s = await start(make_hs, connect)
+    alice, bob, room = await room_of_three(s)
+    root = await alice.send(room, "root")
+    await alice.send(room, "main chatter")
+    thread = {"rel_type": "m.thread", "event_id": root}
+    await send(alice, room, {"msgtype": "m.text", "body": "in thread", "m.relates_to": thread})
+    mention = await send(alice, room, {"msgtype": "m.text", "body": "bob, look",
+                                       "m.mentions": {"user_ids": [bob.user_id]},
+                                       "m.relates_to": thread})
+    await s.settle()
+    # With the flag: the main timeline (the root is in it) apart from each thread.
+    joined = (await bob.sync(filter=THREADED))["rooms"]["join"][room]
+    assert joined["unread_notifications"] == {"notification_count": 2, "highlight_count": 0}
+    assert joined["unread_thread_notifications"] == {
+        root: {"notification_count": 2, "highlight_count": 1}}
+    # Without it: one total, and no per-thread section.
+    plain = (await bob.sync())["rooms"]["join"][room]
+    assert plain["unread_notifications"] == {"notification_count": 4, "highlight_count": 1}
+    assert "unread_thread_notifications" not in plain
+    # A threaded receipt clears that thread only.
+    await receipt(bob, room, mention, thread_id=root)
+    joined = (await bob.sync(filter=THREADED))["rooms"]["join"][room]
+    assert joined["unread_notifications"] == {"notification_count": 2, "highlight_count": 0}
+    assert joined["unread_thread_notifications"] == {}
+    assert counts(await bob.sync(), room) == {"notification_count": 2, "highlight_count": 0}
+
+
+async def test_main_and_unthreaded_receipts_with_thread_counts(
+        make_hs: MakeHs, connect: Connect) -> None:
+    s = await start(make_hs, connect)
+    alice, bob, room = await room_of_three(s)
+    root = await alice.send(room, "root")
+    thread = {"rel_type": "m.thread", "event_id": root}
+    await send(alice, room, {"msgtype": "m.text", "body": "reply", "m.relates_to": thread})
+    last = await alice.send(room, "after")
+    await s.settle()
+    # A `main` receipt reads the main timeline and leaves the thread unread.
+    await receipt(bob, room, last, thread_id="main")
+    joined = (await bob.sync(filter=THREADED))["rooms"]["join"][room]
+    assert joined["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}
+    assert joined["unread_thread_notifications"] == {
+        root: {"notification_count": 1, "highlight_count": 0}}
+    # An unthreaded receipt reads everything up to its event, threads included...
+    await receipt(bob, room, last)
+    joined = (await bob.sync(filter=THREADED))["rooms"]["join"][room]
+    assert joined["unread_thread_notifications"] == {}
+    # ...and nothing after it.
+    await send(alice, room, {"msgtype": "m.text", "body": "later", "m.relates_to": thread})
+    await s.settle()
+    joined = (await bob.sync(filter=THREADED))["rooms"]["join"][room]
+    assert joined["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}
+    assert joined["unread_thread_notifications"] == {
+        root: {"notification_count": 1, "highlight_count": 0}}
