@@ -298,6 +298,11 @@ class Homeserver:
         indexed = await self.search_indexer.catch_up()
         if indexed:
             logger.info("search index caught up over %d events", indexed)
+        # Events committed but not push-evaluated when the last process stopped; before
+        # the sender starts, so the pushes they queue go out with the rest.
+        evaluated = await self.push_evaluator.catch_up()
+        if evaluated:
+            logger.info("push evaluation caught up over %d events", evaluated)
         # Notifications queued but not delivered when the last process stopped.
         self.push_sender.start()
 

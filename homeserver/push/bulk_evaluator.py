@@ -3,8 +3,14 @@ request path.
 
 Spec: https://spec.matrix.org/v1.19/client-server-api/#server-behaviour-1 . The rooms
 service's after-commit listener only queues the event; one background task works the
-queue in order, so a send is never slowed by a big room. Tests (and anything that needs
-the counts settled) await `drained()`.
+queue, so a send is never slowed by a big room. Tests (and anything that needs the
+counts settled) await `drained()`.
+
+The queue only says "something was committed": the work itself is driven by the events
+stream. Each run evaluates every event after `push_evaluated_upto`, in stream order, and
+moves the position past an event in the transaction that records its notifications. So
+an event committed just before a crash is not lost: `catch_up()` at startup evaluates it,
+and no event is evaluated twice (the position and the notifications commit together).
 
 Spec: "The updated notification count from a new event MUST appear in the same /sync
 response as the event itself." So the sync wake-up for an event is one of the
@@ -29,11 +35,14 @@ from homeserver.rooms.persistence import EventCallback, PersistedEvent
 from homeserver.rooms.stores import RoomStores
 from homeserver.state.power_levels import get_user_power_level
 from homeserver.storage.database import Connection, Database
+from homeserver.storage.events import StoredEvent
 from homeserver.storage.notifications import NewNotification, NotificationStore
+from homeserver.storage.push_position import PushPositionStore
 
 logger = logging.getLogger(__name__)
 
 MAIN_THREAD = "main"
+BATCH_SIZE = 100
 
 
 class PushDelivery(Protocol):
@@ -58,8 +67,13 @@ def thread_of(pdu: Pdu) -> str:
 class BulkPushEvaluator:
     def __init__(self, db: Database, stores: RoomStores, rules: PushRules,
                  notifications: NotificationStore, clock: Clock, *, server_name: str,
-                 delivery: PushDelivery | None = None):
+                 delivery: PushDelivery | None = None, position: PushPositionStore | None = None,
+                 batch_size: int = BATCH_SIZE):
         self._db = db
+        self._position = position or PushPositionStore()
+        self._batch_size = batch_size
+        # One run at a time in this process; the claim keeps runs in others harmless.
+        self._lock = asyncio.Lock()
         self._delivery = delivery
         self._stores = stores
         self._rules = rules
@@ -92,25 +106,58 @@ class BulkPushEvaluator:
             except asyncio.CancelledError:
                 pass
 
+    async def catch_up(self) -> int:
+        """Evaluate every timeline event after the position; returns how many were read."""
+        async with self._lock:
+            total = 0
+            while True:
+                upto = await self._position.evaluated_upto(self._db)
+                event_ids = await self._position.events_after(self._db, upto, self._batch_size)
+                if event_ids:
+                    async with self._db.connection() as conn:
+                        stored = await self._stores.events.get_many(conn, event_ids)
+                    # Each event in its own transaction, so a crash loses no finished work.
+                    for event_id in event_ids:
+                        await self._evaluate_one(stored[event_id])
+                total += len(event_ids)
+                if len(event_ids) < self._batch_size:
+                    return total
+
     async def _work(self) -> None:
         while self._queue:
-            persisted = self._queue.popleft()
+            # Everything queued so far is committed, so one catch-up covers all of it.
+            batch = list(self._queue)
+            self._queue.clear()
             try:
-                if not persisted.deduplicated and persisted.pdu.rejected_reason is None:
-                    await self.evaluate(persisted)
+                await self.catch_up()
             except Exception:
-                # One bad event must not stop notifications for everything after it.
-                logger.exception("push evaluation failed for %s", persisted.event_id)
-            for callback in self.after_evaluation:
-                try:
-                    await callback(persisted)
-                except Exception:
-                    logger.exception("after_evaluation callback failed for %s",
-                                     persisted.event_id)
+                # The position did not move past the failure: the next run retries it.
+                logger.exception("push evaluation failed")
+            for persisted in batch:
+                for callback in self.after_evaluation:
+                    try:
+                        await callback(persisted)
+                    except Exception:
+                        logger.exception("after_evaluation callback failed for %s",
+                                         persisted.event_id)
         self._idle.set()
 
-    async def evaluate(self, persisted: PersistedEvent) -> None:
-        pdu = persisted.pdu
+    async def _evaluate_one(self, event: StoredEvent) -> None:
+        ordering = event.stream_ordering
+        assert ordering is not None  # events_after lists timeline events only
+        try:
+            found = (await self._notifications_for(event.pdu, ordering)
+                     if event.pdu.rejected_reason is None else [])
+            await self._record(event.pdu, ordering, found)
+        except Exception:
+            # One bad event must not stop notifications for everything after it: step
+            # past it. If the database itself is failing this raises too, and the event
+            # is retried by the next run.
+            logger.exception("push evaluation failed for %s", event.event_id)
+            async with self._db.transaction() as conn:
+                await self._position.claim(conn, ordering)
+
+    async def _notifications_for(self, pdu: Pdu, ordering: int) -> list[NewNotification]:
         async with self._db.connection() as conn:
             targets, ctx, names = await self._prepare(conn, pdu)
         found: list[NewNotification] = []
@@ -121,13 +168,15 @@ class BulkPushEvaluator:
             if notifies(actions):
                 assert actions is not None
                 found.append(NewNotification(user_id, pdu.room_id, pdu.event_id, thread,
-                                             persisted.stream_ordering, actions,
-                                             highlights(actions), now))
-        sender_is_local = pdu.sender.endswith(self._suffix)
-        if not found and not sender_is_local:
-            return
+                                             ordering, actions, highlights(actions), now))
+        return found
+
+    async def _record(self, pdu: Pdu, ordering: int, found: list[NewNotification]) -> None:
+        sender_is_local = pdu.rejected_reason is None and pdu.sender.endswith(self._suffix)
         queued = False
         async with self._db.transaction() as conn:
+            if not await self._position.claim(conn, ordering):
+                return  # another run evaluated it first
             await self._notifications.add(conn, found)
             # Queued with the notification itself, so a crash cannot keep one and lose
             # the other.
@@ -135,8 +184,8 @@ class BulkPushEvaluator:
                 queued = await self._delivery.enqueue(conn, found)
             if sender_is_local:
                 # Spec: sending an event counts as reading up to it (in its thread).
-                await self._notifications.mark_read(conn, pdu.sender, pdu.room_id, thread,
-                                                    persisted.stream_ordering)
+                await self._notifications.mark_read(conn, pdu.sender, pdu.room_id,
+                                                    thread_of(pdu), ordering)
         if queued and self._delivery is not None:
             self._delivery.wake()
 
