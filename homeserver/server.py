@@ -222,7 +222,8 @@ class Homeserver:
         if push_config.vapid_private_key_path is not None:
             vapid = VapidKey.load_or_create(push_config.vapid_private_key_path,
                                             push_config.vapid_contact)
-        self.push_sender = PushSender(db, PushQueueStore(), pusher_store, AiohttpGatewayClient(),
+        self.push_sender = PushSender(db, PushQueueStore(), pusher_store,
+                                      AiohttpGatewayClient(allow_private_addresses=allow_private),
                                       EventDetails(db, rooms.stores), self.clock, self.scheduler,
                                       allow_private_addresses=allow_private, vapid=vapid)
         self.push_evaluator = BulkPushEvaluator(db, rooms.stores, self.push_rules, notifications,
