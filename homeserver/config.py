@@ -6,6 +6,7 @@ config fails at start with one useful line. `config.sample.yaml` documents every
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
@@ -205,6 +206,39 @@ DEFAULT_THUMBNAIL_SIZES = (ThumbnailSize(32, 32, "crop"), ThumbnailSize(96, 96, 
 
 
 @attrs.frozen
+class UrlPreviewConfig:
+    """URL previews (GET /media/v1/preview_url): the server fetches pages users name, so
+    it is off by default and never reaches private, loopback or link-local addresses
+    unless they fall in `allowed_hosts_cidrs`."""
+
+    enabled: bool = False
+    allowed_hosts_cidrs: tuple[str, ...] = ()
+    max_response_bytes: int = 1_000_000
+    timeout_s: float = 10.0
+    # How long a preview is reused for the same URL, and how many are kept.
+    cache_ttl_ms: int = 60 * 60 * 1000
+    cache_max_entries: int = 1000
+
+    @classmethod
+    def load(cls, s: _Section) -> UrlPreviewConfig:
+        cidrs = s.get("allowed_hosts_cidrs", list, [])
+        for i, c in enumerate(cidrs):
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{s.key('allowed_hosts_cidrs')}[{i}]: must be a CIDR like "
+                                  f"10.0.0.0/8, got {c!r}") from None
+        return cls(
+            enabled=s.get("enabled", bool, False),
+            allowed_hosts_cidrs=tuple(cidrs),
+            max_response_bytes=s.positive("max_response_bytes", int, 1_000_000),
+            timeout_s=float(s.positive("timeout_s", float, 10.0)),
+            cache_ttl_ms=s.positive("cache_ttl_ms", int, 60 * 60 * 1000),
+            cache_max_entries=s.positive("cache_max_entries", int, 1000),
+        )
+
+
+@attrs.frozen
 class MediaConfig:
     """The media repository (spec: content repository)."""
 
@@ -228,6 +262,7 @@ class MediaConfig:
     # may hold unused.
     unused_expiration_ms: int = 24 * 60 * 60 * 1000
     max_pending_uploads: int = 10
+    url_preview: UrlPreviewConfig = UrlPreviewConfig()
 
     @classmethod
     def load(cls, s: _Section, base_dir: str) -> MediaConfig:
@@ -254,6 +289,7 @@ class MediaConfig:
             max_image_pixels=s.positive("max_image_pixels", int, 32 * 1024 * 1024),
             unused_expiration_ms=s.positive("unused_expiration_ms", int, 24 * 60 * 60 * 1000),
             max_pending_uploads=s.positive("max_pending_uploads", int, 10),
+            url_preview=UrlPreviewConfig.load(s.sub("url_preview")),
         )
 
 

@@ -110,10 +110,13 @@ from homeserver.sync.tokens import ACCOUNT_DATA
 from homeserver.sync.typing import TypingService
 from media_repo.download_api import MediaDownloads
 from media_repo.filestore import FileStore
+from media_repo.preview_api import UrlPreviewApi
 from media_repo.repository import MediaRepository
 from media_repo.thumbnailer import Thumbnailer
 from media_repo.thumbnails import Thumbnails
 from media_repo.upload_api import MediaUploads
+from media_repo.url_fetch import UrlFetcher
+from media_repo.url_preview import UrlPreviewer
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +290,8 @@ class Homeserver:
                                      server_name=self.config.server_name, config=config)
         self.thumbnails = Thumbnails(self.db, media_store, self.media_files,
                                      Thumbnailer(config.max_image_pixels), config)
+        self.url_previewer = (UrlPreviewer(UrlFetcher(config.url_preview), self.media, self.clock)
+                              if config.url_preview.enabled else None)
 
     async def open(self) -> None:
         """Open the database and apply pending migrations."""
@@ -348,6 +353,7 @@ class Homeserver:
         registrar.add_routes(app, MediaUploads(self.media, self.thumbnails).endpoints(),
                              prefix="/_matrix")
         MediaDownloads(self.media, self.thumbnails, self.authenticator).add_routes(app)
+        registrar.add_routes(app, UrlPreviewApi(self.url_previewer).endpoints(), prefix="/_matrix")
 
     def _add_e2e_routes(self, app: web.Application, registrar: Registrar) -> None:
         registrar.add_routes(app, Keys(self.device_keys, self.key_queries, self.device_lists,

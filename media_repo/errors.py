@@ -20,3 +20,19 @@ class NotYetUploaded(MatrixError):
 
     errcode = "M_NOT_YET_UPLOADED"
     status = 504
+
+
+class PreviewForbidden(MatrixError):
+    """A preview URL (or a redirect or image on the way) names a scheme or address this
+    server does not fetch: private, loopback, link-local and the like."""
+
+    errcode = "M_FORBIDDEN"
+    status = 403
+
+
+class PreviewFetchFailed(MatrixError):
+    """The previewed URL could not be fetched: unreachable, an error status, too large or
+    too slow. 502, as Synapse answers: the failure is upstream, not the client's."""
+
+    errcode = "M_UNKNOWN"
+    status = 502

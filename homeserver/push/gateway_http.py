@@ -3,39 +3,14 @@ server.py: the only place push touches aiohttp."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
+from homeserver.outbound_http import PublicOnlyResolver
 from homeserver.push.gateway import GatewayResponse, GatewayUnreachable
 
 TIMEOUT_S = 30
-
-
-class PublicOnlyResolver(AbstractResolver):
-    """Resolves names, keeping only globally routable addresses.
-
-    Pushers are checked when set, but only literal addresses can be judged then: a
-    gateway hostname may resolve (now, or after a DNS change) to a private or loopback
-    address, which would let a user make the server post into the operator's network.
-    Checking at connect time, on the addresses actually used, closes that."""
-
-    def __init__(self, inner: AbstractResolver | None = None):
-        self._inner = inner or aiohttp.ThreadedResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        public = [r for r in results if ipaddress.ip_address(r["host"]).is_global]
-        if not public:
-            raise OSError(f"{host} resolves only to private or loopback addresses")
-        return public
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 class AiohttpGatewayClient:
