@@ -141,7 +141,7 @@ class Server:
         self.cpu_s += _cpu_seconds(self.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:
-            # DevNet's graceful stop waits for parked long-polls (30 s) to finish.
+            # Both servers stop gracefully; the bound only guards against a hang.
             await asyncio.to_thread(self.proc.wait, 40)
         except subprocess.TimeoutExpired:
             self.proc.kill()
