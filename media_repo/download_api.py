@@ -79,7 +79,7 @@ class MediaDownloads:
             raise InvalidParam("Invalid server name")
         if not is_valid_media_id(media_id):
             raise InvalidParam("Invalid media ID")
-        media = await self._repo.get(server_name, media_id)
+        media = await self._repo.get(server_name, media_id, wait_ms=_timeout_ms(request))
         if not authenticated and not self._legacy_allowed(media):
             raise NotFound("Media not found (use the authenticated media endpoints)")
         return media
@@ -99,6 +99,25 @@ class MediaDownloads:
         if policy == "none":
             return False
         return media.created_ts < config.legacy_unauthenticated_cutoff_ms
+
+
+# Spec: `timeout_ms` (default 20 s) bounds the wait for an async upload's body; a cap
+# keeps one request from pinning a handler for long.
+DEFAULT_TIMEOUT_MS = 20_000
+MAX_TIMEOUT_MS = 120_000
+
+
+def _timeout_ms(request: web.Request) -> int:
+    raw = request.query.get("timeout_ms")
+    if raw is None:
+        return DEFAULT_TIMEOUT_MS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParam("'timeout_ms' must be an integer") from None
+    if value < 0:
+        raise InvalidParam("'timeout_ms' must not be negative")
+    return min(value, MAX_TIMEOUT_MS)
 
 
 def _dimension(request: web.Request, name: str) -> int:

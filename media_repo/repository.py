@@ -7,6 +7,7 @@ as an async iterator of chunks, so a body is never held whole in memory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -44,6 +45,10 @@ class MediaRepository:
         self._clock = clock
         self.server_name = server_name
         self.config = config
+        # Downloads waiting for a pending (async) upload, by media ID; set when its body
+        # arrives. Entries exist only while someone waits, so the map stays small.
+        self._arrivals: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}
 
     def path_for(self, sha256: str) -> Path:
         return self._files.path_for(sha256)
@@ -85,11 +90,15 @@ class MediaRepository:
                 raise self._quota_error() from None
             raise TooLarge(f"Upload over the limit of {max_upload} bytes") from None
         try:
-            return await self._record(user_id, media_id, content_type, filename, stored.sha256,
-                                      stored.size)
+            recorded = await self._record(user_id, media_id, content_type, filename,
+                                          stored.sha256, stored.size)
         except BaseException:
             await self._delete_if_unused(stored.sha256)
             raise
+        arrival = self._arrivals.get(recorded)
+        if arrival is not None:
+            arrival.set()
+        return recorded
 
     async def _record(self, user_id: str, media_id: str | None, content_type: str | None,
                       filename: str | None, sha256: str, size: int) -> str:
@@ -143,8 +152,38 @@ class MediaRepository:
         return Forbidden(f"Media storage quota exceeded: each user may store {quota} bytes",
                          quota_bytes=quota)
 
-    async def get(self, server_name: str, media_id: str) -> MediaInfo:
-        """Metadata of uploaded media, local or cached remote; 404 otherwise."""
+    async def get(self, server_name: str, media_id: str, *, wait_ms: int = 0) -> MediaInfo:
+        """Metadata of uploaded media, local or cached remote; 404 otherwise.
+
+        A created but not yet uploaded local media ID is waited for up to `wait_ms`
+        (spec: the download endpoints' `timeout_ms`), then 504 M_NOT_YET_UPLOADED."""
+        if server_name != self.server_name or wait_ms <= 0:
+            return await self._get(server_name, media_id)
+        try:
+            return await self._get(server_name, media_id)
+        except NotYetUploaded:
+            pass
+        arrival = self._arrivals.setdefault(media_id, asyncio.Event())
+        self._waiting[media_id] = self._waiting.get(media_id, 0) + 1
+        try:
+            # Re-check after registering, so an upload landing in between is not missed.
+            try:
+                return await self._get(server_name, media_id)
+            except NotYetUploaded:
+                pass
+            try:
+                async with asyncio.timeout(wait_ms / 1000):
+                    await arrival.wait()
+            except TimeoutError:
+                pass
+            return await self._get(server_name, media_id)
+        finally:
+            self._waiting[media_id] -= 1
+            if not self._waiting[media_id]:
+                del self._waiting[media_id]
+                self._arrivals.pop(media_id, None)
+
+    async def _get(self, server_name: str, media_id: str) -> MediaInfo:
         if server_name == self.server_name:
             media = await self._store.get_local(self._db, server_name, media_id)
             if media is None or (media.sha256 is None and

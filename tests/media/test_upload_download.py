@@ -235,3 +235,29 @@ async def test_truncated_upload_leaves_nothing(make_hs: MakeHs, connect: Connect
     assert hs.media_files.count_tmp() == 0
     assert hs.media_files.count_files() == 0
     assert await hs.db.fetchval("SELECT COUNT(*) FROM local_media") == 0
+
+
+async def test_download_waits_for_a_pending_async_upload(make_hs: MakeHs, connect: Connect) -> None:
+    """Spec: a download of a created but not yet uploaded media ID waits (up to
+    `timeout_ms`) for the body instead of failing at once."""
+    hs: Homeserver = make_hs()
+    client = await connect(hs)
+    token = await _alice(client)
+    body = await (await client.post("/_matrix/media/v1/create", headers=bearer(token))).json()
+    media_id = body["content_uri"].rsplit("/", 1)[1]
+    url = f"{MEDIA}/download/test.local/{media_id}"
+    await error(await client.get(url, params={"timeout_ms": "soon"}, headers=bearer(token)),
+                400, "M_INVALID_PARAM")
+    download = asyncio.create_task(client.get(url, params={"timeout_ms": "60000"},
+                                              headers=bearer(token)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while media_id not in hs.media._waiting:  # readiness: the download is parked
+        assert loop.time() < deadline, "the download never started waiting"
+        await asyncio.sleep(0.001)
+    resp = await client.put(f"{LEGACY}/upload/test.local/{media_id}", data=b"arrived",
+                            headers={**bearer(token), "Content-Type": "text/plain"})
+    assert resp.status == 200
+    resp = await asyncio.wait_for(download, 30)
+    assert resp.status == 200 and await resp.read() == b"arrived"
+    assert hs.media._waiting == {}
