@@ -170,7 +170,11 @@ def pg_version(dsn: str) -> str:
 
 
 class Profiler:
-    """py-spy attached to the DevNet process between two hooks (workloads 1-4)."""
+    """py-spy attached to the DevNet process between two hooks (workloads 1-4).
+
+    `--gil`: only samples that hold the GIL, i.e. Python CPU time; without it py-spy
+    here also counts threads blocked in queue.get and epoll (its idle detection misses
+    them), which buries the real costs."""
 
     def __init__(self, out_dir: Path, db: str):
         self.out = out_dir / f"devnet-{db}-w1-4.txt"
@@ -178,7 +182,7 @@ class Profiler:
 
     def _spawn(self, pid: int) -> subprocess.Popen[bytes]:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--rate", "200",
+        return subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--rate", "200", "--gil",
                                  "--format", "raw", "--output", str(self.out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

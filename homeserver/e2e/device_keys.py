@@ -51,6 +51,19 @@ class DeviceKeys:
 
     async def upload(self, user_id: str, device_id: str, body: JsonDict) -> dict[str, int]:
         """POST /keys/upload; returns one_time_key_counts."""
+        async with self._db.transaction() as conn:
+            counts, changed = await self.upload_in(conn, user_id, device_id, body)
+            position = await self._device_lists.mark_changed(conn, [user_id]) if changed else None
+        if position is not None:
+            await self._device_lists.notify_changed([user_id], position)
+        return counts
+
+    async def upload_in(self, conn: Connection, user_id: str, device_id: str,
+                        body: JsonDict) -> tuple[dict[str, int], bool]:
+        """The checks and writes of /keys/upload in the caller's transaction (the
+        dehydrated-device upload, MSC3814, goes through the same checks). Returns the
+        one-time key counts and whether the device keys changed: the caller records the
+        device-list change and notifies after its commit."""
         device_keys = body.get("device_keys")
         one_time_keys = _optional_object(body, "one_time_keys")
         fallback_keys = _optional_object(body, "fallback_keys")
@@ -60,26 +73,22 @@ class DeviceKeys:
         if device_keys is not None:
             new_identity = _check_device_keys(device_keys, user_id, device_id)
         changed = False
-        async with self._db.transaction() as conn:
-            stored = await self._store.device_keys(conn, user_id, device_id)
-            signing_key: str | None
-            if new_identity is not None:
-                changed = await self._store_device_keys(conn, user_id, device_id, device_keys,
-                                                        new_identity, stored)
-                signing_key = new_identity[0]
-            else:
-                signing_key = stored.ed25519 if stored is not None else None
-            otks = _check_keys(one_time_keys, user_id, device_id, signing_key)
-            fallbacks = _check_keys(fallback_keys, user_id, device_id, signing_key)
-            await self._store_one_time_keys(conn, user_id, device_id, otks)
-            await self._store_fallback_keys(conn, user_id, device_id, fallbacks)
-            position = await self._device_lists.mark_changed(conn, [user_id]) if changed else None
-            counts = await self._store.one_time_key_counts(conn, user_id, device_id)
-        if position is not None:
-            await self._device_lists.notify_changed([user_id], position)
+        stored = await self._store.device_keys(conn, user_id, device_id)
+        signing_key: str | None
+        if new_identity is not None:
+            changed = await self._store_device_keys(conn, user_id, device_id, device_keys,
+                                                    new_identity, stored)
+            signing_key = new_identity[0]
+        else:
+            signing_key = stored.ed25519 if stored is not None else None
+        otks = _check_keys(one_time_keys, user_id, device_id, signing_key)
+        fallbacks = _check_keys(fallback_keys, user_id, device_id, signing_key)
+        await self._store_one_time_keys(conn, user_id, device_id, otks)
+        await self._store_fallback_keys(conn, user_id, device_id, fallbacks)
+        counts = await self._store.one_time_key_counts(conn, user_id, device_id)
         # Clients top up signed_curve25519 keys when its count is low; an absent count
         # reads as "unknown" to some of them, so zero is sent explicitly.
-        return {SIGNED_CURVE25519: 0, **counts}
+        return {SIGNED_CURVE25519: 0, **counts}, changed
 
     async def _store_device_keys(self, conn: Connection, user_id: str, device_id: str,
                                  device_keys: Any, identity: tuple[str, str],
