@@ -1,81 +1,88 @@
-"""SQLite engine: WAL mode, one writer connection, a few reader connections.
+"""SQLite engine: WAL mode, one writer connection with group commit, one reader connection.
 
-Why one writer: SQLite allows a single writer at a time; serialising writers in-process
-with an asyncio lock avoids SQLITE_BUSY retries. Readers use their own connections so a
-long read never waits for a write (WAL gives them a consistent snapshot).
+Why statements run on the event loop's thread: an indexed SQLite statement costs
+5-30 us, while handing it to a worker thread and back costs more than that in wake-ups
+and GIL hand-overs (it was the largest cost in the send and sync profiles,
+docs/benchmarks.md). Only the one slow thing, the fsync of COMMIT (~2 ms on an ordinary
+disk), and BEGIN IMMEDIATE (which may wait for another process's write lock) run on a
+worker thread.
+
+Why group commit: every commit is an fsync, and SQLite has one writer. A transaction
+that finishes while others are waiting for the writer hands the open transaction on to
+the next one instead of committing; the last in the chain commits once for all, and each
+caller's `async with db.transaction()` returns only after that commit, so "answered
+means durable" holds. Each caller's work sits in a SAVEPOINT: a caller that fails rolls
+back only its own work. Writers therefore must not wait, inside a transaction body, for
+anything another transaction holds (ARCHITECTURE.md: take in-process locks before the
+transaction, as the event persister does with its room locks).
+
+Why one shared reader connection: reads are single statements run to completion without
+an `await` in between, so any number of tasks can share it; it is separate from the
+writer so reads never see a transaction that has not committed yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
-
-import aiosqlite
 
 from homeserver.storage.database import Connection, Database, DatabaseUnavailable, Row
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+# Transactions that may share one commit. Bounded so the first caller's wait stays short
+# when writers keep arriving.
+MAX_GROUP_COMMIT = 64
 
 
+@functools.lru_cache(maxsize=4096)
 def rewrite_placeholders(sql: str) -> str:
-    """`$1` → `?1`: SQLite's numbered parameters keep asyncpg's numbering (reuse works)."""
+    """`$1` → `?1`: SQLite's numbered parameters keep asyncpg's numbering (reuse works).
+
+    Cached: SQL strings are module constants, so the set is small and fixed."""
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
 class SqliteConnection(Connection):
-    def __init__(self, conn: aiosqlite.Connection):
+    def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        count = await self._in_thread(_execute_rowcount, rewrite_placeholders(sql), args)
-        return max(count, 0)
+        cursor = self._conn.execute(rewrite_placeholders(sql), args)
+        try:
+            return max(cursor.rowcount, 0)
+        finally:
+            cursor.close()
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
-        await self._conn.executemany(rewrite_placeholders(sql), [tuple(a) for a in args])
+        self._conn.executemany(rewrite_placeholders(sql), [tuple(a) for a in args]).close()
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        # One hop to aiosqlite's thread instead of three (execute, fetchall, close): each
-        # hop is a cross-thread wake-up, ~25 us of CPU (docs/benchmarks.md, profile).
-        return list(await self._conn.execute_fetchall(rewrite_placeholders(sql), args))
+        cursor = self._conn.execute(rewrite_placeholders(sql), args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await self._in_thread(_execute_fetchone, rewrite_placeholders(sql), args)  # type: ignore[no-any-return]
-
-    async def _in_thread(self, fn: Any, sql: str, args: tuple[Any, ...]) -> Any:
-        """Run `fn(sqlite3_connection, sql, args)` on aiosqlite's thread in one hop.
-
-        aiosqlite's cursor API costs a cross-thread round trip per call (execute, fetch,
-        close); each is ~25 us of event-loop CPU, the largest cost in the send and sync
-        profiles (docs/benchmarks.md). `_execute` is aiosqlite's own queueing primitive
-        (private, present since its first releases; setup.cfg bounds the version)."""
-        return await self._conn._execute(fn, self._conn._conn, sql, args)
+        cursor = self._conn.execute(rewrite_placeholders(sql), args)
+        try:
+            return cursor.fetchone()  # type: ignore[no-any-return]
+        finally:
+            cursor.close()
 
     async def execute_script(self, script: str) -> None:
         # Not sqlite's executescript(): it COMMITs first, which would break the
         # migration's transaction. complete_statement() keeps triggers (BEGIN…END) whole.
         for statement in split_sql_script(script):
-            await self._conn.execute(statement)
-
-
-def _execute_rowcount(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
-    cursor = db.execute(sql, args)
-    try:
-        return cursor.rowcount
-    finally:
-        cursor.close()
-
-
-def _execute_fetchone(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> Any:
-    cursor = db.execute(sql, args)
-    try:
-        return cursor.fetchone()
-    finally:
-        cursor.close()
+            self._conn.execute(statement).close()
 
 
 def split_sql_script(script: str) -> list[str]:
@@ -93,85 +100,210 @@ def split_sql_script(script: str) -> list[str]:
 
 
 def _check_directory(path: str) -> None:
-    # Checked up front: after a failed connect, aiosqlite's worker thread outlives a
-    # short-lived event loop and dies noisily, burying the one-line reason.
     directory = os.path.dirname(os.path.abspath(path))
     if path != ":memory:" and not os.path.isdir(directory):
         raise DatabaseUnavailable(f"cannot open SQLite database {path}: "
                                   f"directory {directory} does not exist")
 
 
-async def _connect(path: str) -> aiosqlite.Connection:
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-    conn = await aiosqlite.connect(path, isolation_level=None)
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False: the
+    # writer's BEGIN and COMMIT run on the commit thread; the engine guarantees that only
+    # one thread uses a connection at a time (the writer is owned by one caller at once).
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           cached_statements=512)
     conn.row_factory = sqlite3.Row
     # synchronous=FULL: with WAL, NORMAL survives a killed process but can lose the last
     # commits on power loss; an event answered 200 must be durable (ARCHITECTURE.md).
     for pragma in ("foreign_keys = ON", "busy_timeout = 5000", "synchronous = FULL"):
-        await _pragma(conn, pragma)
+        conn.execute(f"PRAGMA {pragma}").fetchall()
     return conn
 
 
-async def _pragma(conn: aiosqlite.Connection, pragma: str) -> None:
-    # Some PRAGMAs return a row; an unfinished statement would hold a read lock.
-    async with conn.execute(f"PRAGMA {pragma}") as cursor:
-        await cursor.fetchall()
+class _Batch:
+    """One open write transaction shared by `members` callers (group commit)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.members = 0
+        self.committed: asyncio.Future[None] = loop.create_future()
+        # Members may all be gone (cancelled) by the time a commit fails; nobody would
+        # read the exception then, and asyncio would log it as never retrieved.
+        self.committed.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 class SqliteDatabase(Database):
     engine = "sqlite"
 
-    def __init__(self, path: str, readers: int = 2):
+    def __init__(self, path: str, readers: int = 1):
         self.path = path
-        self._n_readers = readers if path != ":memory:" else 0
-        self._writer: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all_readers: list[aiosqlite.Connection] = []
+        # ":memory:" databases are per connection: everything goes through the writer.
+        self._separate_reader = path != ":memory:" and readers > 0
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        # The one thread that runs BEGIN IMMEDIATE and COMMIT (they may block).
+        self._commit_thread: ThreadPoolExecutor | None = None
+        # Ownership of the writer: at most one caller (or the committer) at a time; the
+        # others wait in FIFO order and are handed ownership directly.
+        self._owned = False
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._batch: _Batch | None = None
+        self._committing: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         _check_directory(self.path)
         try:
-            self._writer = await _connect(self.path)
+            self._writer = _connect(self.path)
+            if self.path != ":memory:":
+                self._writer.execute("PRAGMA journal_mode = WAL").fetchall()
+            if self._separate_reader:
+                self._reader = _connect(self.path)
         except sqlite3.Error as e:
             raise DatabaseUnavailable(f"cannot open SQLite database {self.path}: {e}") from e
-        if self.path != ":memory:":
-            await _pragma(self._writer, "journal_mode = WAL")
-        for _ in range(self._n_readers):
-            reader = await _connect(self.path)
-            self._all_readers.append(reader)
-            self._readers.put_nowait(reader)
+        self._commit_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
 
     async def close(self) -> None:
-        for reader in self._all_readers:
-            await reader.close()
-        self._all_readers.clear()
+        # Let a commit in flight finish: its callers are waiting for it.
+        while self._committing:
+            await asyncio.gather(*self._committing, return_exceptions=True)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._writer is not None:
-            await self._writer.close()
+            self._writer.close()
             self._writer = None
+        if self._commit_thread is not None:
+            self._commit_thread.shutdown(wait=True)
+            self._commit_thread = None
+
+    # -- ownership of the writer ---------------------------------------------------------
+
+    async def _acquire(self) -> None:
+        if not self._owned:
+            self._owned = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Ownership was handed to us just as we were cancelled: pass it on, or a
+                # batch left open would never commit.
+                self._pass_on()
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def _hand_over_or_free(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._owned = False
+
+    def _pass_on(self) -> None:
+        """The owner is done with the writer: continue the open batch with the next
+        waiter, or commit it, or just hand over / free the writer."""
+        batch = self._batch
+        if batch is None:
+            self._hand_over_or_free()
+        elif any(not w.done() for w in self._waiters) and batch.members < MAX_GROUP_COMMIT:
+            self._hand_over_or_free()
+        else:
+            # A task of its own, so a cancelled caller cannot leave the batch uncommitted.
+            task = asyncio.get_running_loop().create_task(self._commit(batch))
+            self._committing.add(task)
+            task.add_done_callback(self._committing.discard)
+
+    async def _commit(self, batch: _Batch) -> None:
+        writer = self._writer
+        assert writer is not None and self._commit_thread is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._commit_thread, _run, writer, "COMMIT")
+        except BaseException as e:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK").close()
+            batch.committed.set_exception(e)
+        else:
+            batch.committed.set_result(None)
+        finally:
+            self._batch = None
+            self._hand_over_or_free()
+
+    async def _begin(self) -> _Batch:
+        """BEGIN IMMEDIATE (on the commit thread: it may wait for another process)."""
+        writer = self._writer
+        assert writer is not None and self._commit_thread is not None, "database not opened"
+        loop = asyncio.get_running_loop()
+        begun = loop.run_in_executor(self._commit_thread, _begin_unless_open, writer)
+        try:
+            await asyncio.shield(begun)
+        except asyncio.CancelledError:
+            # The BEGIN may still run on the thread after we give up; the commit thread
+            # runs one job at a time, so a ROLLBACK queued behind it undoes it.
+            loop.run_in_executor(self._commit_thread, _rollback_if_open, writer)
+            raise
+        return _Batch(loop)
+
+    # -- the Database API -----------------------------------------------------------------
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteConnection]:
         assert self._writer is not None, "database not opened"
-        async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield SqliteConnection(self._writer)
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            await self._writer.execute("COMMIT")
+        writer = self._writer
+        await self._acquire()
+        try:
+            if self._batch is None:
+                self._batch = await self._begin()
+            batch = self._batch
+        except BaseException:
+            self._hand_over_or_free()
+            raise
+        batch.members += 1
+        writer.execute("SAVEPOINT tx").close()
+        try:
+            yield SqliteConnection(writer)
+        except BaseException:
+            writer.execute("ROLLBACK TO tx").close()
+            writer.execute("RELEASE tx").close()
+            batch.members -= 1
+            if batch.members == 0:
+                # Nobody else's work is in it: end it now rather than commit nothing.
+                writer.execute("ROLLBACK").close()
+                batch.committed.set_result(None)
+                self._batch = None
+            self._pass_on()
+            raise
+        writer.execute("RELEASE tx").close()
+        self._pass_on()
+        # shield: a caller cancelled now still has its work committed with the batch.
+        await asyncio.shield(batch.committed)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[SqliteConnection]:
-        if not self._all_readers:
-            # In-memory databases are per-connection: read through the writer.
-            assert self._writer is not None, "database not opened"
-            async with self._write_lock:
-                yield SqliteConnection(self._writer)
+        if self._reader is not None:
+            yield SqliteConnection(self._reader)
             return
-        reader = await self._readers.get()
+        # In-memory databases are per-connection: read through the writer, as its owner.
+        assert self._writer is not None, "database not opened"
+        await self._acquire()
         try:
-            yield SqliteConnection(reader)
+            yield SqliteConnection(self._writer)
         finally:
-            self._readers.put_nowait(reader)
+            self._pass_on()
+
+
+def _run(conn: sqlite3.Connection, sql: str) -> None:
+    conn.execute(sql).close()
+
+
+def _begin_unless_open(conn: sqlite3.Connection) -> None:
+    if not conn.in_transaction:
+        conn.execute("BEGIN IMMEDIATE").close()
+
+
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK").close()
