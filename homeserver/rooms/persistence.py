@@ -5,10 +5,18 @@ room's lock, so the forward extremities and state they build on cannot move unde
 them: in-process by an asyncio lock per room, across processes by a PostgreSQL advisory
 lock taken first thing in the transaction. After commit the `on_event_persisted`
 callbacks run (notifier, push, federation queue), in registration order.
+
+Sends to one room that arrive while the room is busy are persisted together: whoever
+gets the room lock takes every queued send for the room (up to MAX_SENDS_PER_COMMIT)
+and persists them one after another in one transaction, each in its own savepoint so a
+rejected event fails alone. One commit (one fsync) then covers the batch; without this a
+busy room's throughput is bounded by one commit per event. Each caller still gets its
+own answer, only after the commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import string
@@ -48,6 +56,9 @@ POWER_LEVELS_KEY = ("m.room.power_levels", "")
 # Bound on prev_events of a local event (the PDU format allows 20; fewer keeps events small
 # while still merging forks quickly).
 MAX_PREV_EVENTS = 10
+# Queued sends to one room persisted in one transaction. Bounded so one commit stays
+# short and the first sender's wait is not stretched by a flood.
+MAX_SENDS_PER_COMMIT = 32
 EVENTS_STREAM = "events"
 _ROOM_ID_ALPHABET = string.ascii_letters
 _CREATE_ATTEMPTS = 100
@@ -78,6 +89,13 @@ class PersistedEvent:
         return self.pdu.room_id
 
 
+@attrs.define
+class _QueuedSend:
+    fields: Mapping[str, Any]
+    txn: TxnKey | None
+    answer: asyncio.Future[PersistedEvent]
+
+
 EventCallback = Callable[[PersistedEvent], Awaitable[None]]
 # Writes rows derived from an event (e.g. relations) inside the persist transaction, so
 # they commit or roll back with the event: `(conn, pdu, stream_ordering)`.
@@ -98,6 +116,8 @@ class EventPersister:
         self._signing_key = signing_key
         self._clock = clock
         self._locks = RoomLocks()
+        # room_id -> sends waiting for the room's lock, in arrival order.
+        self._queued: dict[str, list[_QueuedSend]] = {}
         # Run after each commit; the sync notifier, push and federation append here.
         self.on_event_persisted: list[EventCallback] = on_event_persisted if on_event_persisted is not None else []
         # Run inside the transaction, after the event's own rows; a failure aborts it.
@@ -140,16 +160,61 @@ class EventPersister:
         `content`, optional `state_key` and `redacts`). Raises Forbidden when the auth
         rules reject it, NotFound for an unknown room, BadJson/TooLarge for its format."""
         room_id = fields["room_id"]
-        async with self._locks.hold(room_id):
+        mine = _QueuedSend(fields, txn, asyncio.get_running_loop().create_future())
+        self._queued.setdefault(room_id, []).append(mine)
+        try:
+            async with self._locks.hold(room_id):
+                if not mine.answer.done():
+                    # Ours is still queued: persist it with everything queued behind it.
+                    queue = self._queued[room_id]
+                    batch = queue[:MAX_SENDS_PER_COMMIT]
+                    del queue[:MAX_SENDS_PER_COMMIT]
+                    if not queue:
+                        del self._queued[room_id]
+                    await self._persist_batch(room_id, batch)
+        except asyncio.CancelledError:
+            # Gone before anyone took our send: it must not be persisted later.
+            waiting = self._queued.get(room_id)
+            if waiting is not None and mine in waiting:
+                waiting.remove(mine)
+                if not waiting:
+                    del self._queued[room_id]
+            raise
+        return mine.answer.result()
+
+    async def _persist_batch(self, room_id: str, batch: list[_QueuedSend]) -> None:
+        """Persist queued sends in order in one transaction; answer each after commit."""
+        outcomes: list[PersistedEvent | BaseException] = []
+        try:
             async with self._db.transaction() as conn:
                 await self._stores.events.lock_room(conn, room_id)
-                if txn is not None:
-                    earlier = await self._by_txn(conn, txn)
-                    if earlier is not None:
-                        return earlier
-                persisted = await self._build_and_persist(conn, fields, txn)
-        await self._notify(persisted)
-        return persisted
+                for send in batch:
+                    try:
+                        async with conn.savepoint():
+                            outcomes.append(await self._persist_one(conn, send))
+                    except Exception as e:  # this send's own failure (auth, format, ...)
+                        outcomes.append(e)
+        except BaseException as e:
+            # The commit (or the transaction) failed, or we were cancelled: nothing of
+            # the batch is stored.
+            for send in batch:
+                _answer(send.answer, e)
+            raise
+        # Answers first, with no await in between, so a cancellation during the
+        # callbacks below cannot leave a caller unanswered. The callers return only once
+        # they get the room lock, i.e. after the callbacks.
+        for send, outcome in zip(batch, outcomes, strict=True):
+            _answer(send.answer, outcome)
+        for outcome in outcomes:
+            if isinstance(outcome, PersistedEvent) and not outcome.deduplicated:
+                await self._notify(outcome)
+
+    async def _persist_one(self, conn: Connection, send: _QueuedSend) -> PersistedEvent:
+        if send.txn is not None:
+            earlier = await self._by_txn(conn, send.txn)
+            if earlier is not None:
+                return earlier
+        return await self._build_and_persist(conn, send.fields, send.txn)
 
     async def _build_and_persist(self, conn: Connection, fields: Mapping[str, Any],
                                  txn: TxnKey | None) -> PersistedEvent:
@@ -283,6 +348,17 @@ class EventPersister:
             except Exception:
                 # The event is durable; a failing observer must not turn that into an error.
                 logger.exception("on_event_persisted callback failed for %s", persisted.event_id)
+
+
+def _answer(answer: asyncio.Future[PersistedEvent], outcome: PersistedEvent | BaseException) -> None:
+    if answer.done():
+        return
+    if isinstance(outcome, PersistedEvent):
+        answer.set_result(outcome)
+    else:
+        answer.set_exception(outcome)
+        # Retrieved by its caller, unless that caller has gone: don't log it then.
+        answer.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _may_redact(pdu: Pdu, auth_map: Mapping[tuple[str, str], Pdu], create: Pdu | None) -> bool:

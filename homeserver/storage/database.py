@@ -50,6 +50,12 @@ class Connection(abc.ABC):
     async def execute_script(self, script: str) -> None:
         """Run several `;`-separated statements without parameters (migrations)."""
 
+    @abc.abstractmethod
+    def savepoint(self) -> Any:
+        """`async with conn.savepoint():` inside a transaction — on error, only the work
+        done inside the block is rolled back and the error propagates; the transaction
+        stays usable (e.g. one failed event in a batch of several)."""
+
 
 class Database(abc.ABC):
     """Engine-independent entry point. Single statements outside a transaction run on a

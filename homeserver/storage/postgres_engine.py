@@ -37,6 +37,12 @@ class PostgresConnection(Connection):
         # Without arguments asyncpg uses the simple query protocol: many statements at once.
         await self._conn.execute(script)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        # asyncpg turns a transaction opened inside another into a SAVEPOINT.
+        async with self._conn.transaction():
+            yield
+
     async def advisory_lock(self, key: int) -> None:
         """Held until the surrounding transaction ends (serialises e.g. migrations)."""
         await self._conn.execute("SELECT pg_advisory_xact_lock($1)", key)

@@ -78,6 +78,19 @@ class SqliteConnection(Connection):
         finally:
             cursor.close()
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        # Nested savepoints need distinct names only for readability; SQLite resolves a
+        # name to the innermost savepoint with it.
+        self._conn.execute("SAVEPOINT inner_sp").close()
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK TO inner_sp").close()
+            self._conn.execute("RELEASE inner_sp").close()
+            raise
+        self._conn.execute("RELEASE inner_sp").close()
+
     async def execute_script(self, script: str) -> None:
         # Not sqlite's executescript(): it COMMITs first, which would break the
         # migration's transaction. complete_statement() keeps triggers (BEGIN…END) whole.

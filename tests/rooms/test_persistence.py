@@ -143,3 +143,59 @@ async def test_forks_are_merged_by_the_next_local_event(rooms: RoomService, data
         current = await rooms.stores.current_state.get_state(conn, room_id)
     assert current[("m.room.member", BOB)] == tip
     assert current[("m.room.name", "")] == name_id
+
+
+async def test_queued_sends_to_a_room_share_a_transaction_and_fail_alone(
+        rooms: RoomService, database: Database) -> None:
+    """Sends that queue up behind a busy room are persisted together (one transaction),
+    each rejected one fails alone, and a repeated transaction ID inside one batch still
+    yields one event."""
+    room_id = await make_room(rooms)
+    transactions = 0
+    real_transaction = database.transaction
+
+    def counting_transaction() -> object:
+        nonlocal transactions
+        transactions += 1
+        return real_transaction()
+
+    database.transaction = counting_transaction  # type: ignore[method-assign]
+    count = await _count(database, "SELECT COUNT(*) FROM events")
+
+    def send(sender: str, body: str, txn: str | None) -> object:
+        return rooms.persister.send(
+            {"type": "m.room.message", "room_id": room_id, "sender": sender, "content": {"body": body}},
+            txn=TxnKey(sender, "DEV", txn) if txn else None)
+
+    results = await asyncio.gather(
+        send(ALICE, "0", "a"), send(ALICE, "1", "b"), send(BOB, "not joined", None),
+        send(ALICE, "1 again", "b"), send(ALICE, "2", "c"), return_exceptions=True)
+    database.transaction = real_transaction  # type: ignore[method-assign]
+
+    assert isinstance(results[2], Forbidden)
+    ok = [r for r in results if isinstance(r, PersistedEvent)]
+    assert len(ok) == 4
+    assert results[3].event_id == results[1].event_id and results[3].deduplicated  # type: ignore[union-attr]
+    assert await _count(database, "SELECT COUNT(*) FROM events") == count + 3
+    # The first send ran alone; the four queued behind it shared one transaction.
+    assert transactions == 2
+    async with database.connection() as conn:
+        assert len(await rooms.stores.events.forward_extremities(conn, room_id)) == 1
+    assert rooms.persister._queued == {}
+
+
+async def test_a_send_cancelled_while_queued_is_never_persisted(rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    count = await _count(database, "SELECT COUNT(*) FROM events")
+    first = asyncio.create_task(rooms.persister.send(
+        {"type": "m.room.message", "room_id": room_id, "sender": ALICE, "content": {"body": "1"}}))
+    await asyncio.sleep(0)  # first holds the room lock
+    doomed = asyncio.create_task(rooms.persister.send(
+        {"type": "m.room.message", "room_id": room_id, "sender": ALICE, "content": {"body": "2"}}))
+    await asyncio.sleep(0)  # doomed is queued behind it
+    doomed.cancel()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert await _count(database, "SELECT COUNT(*) FROM events") == count + 1
+    assert rooms.persister._queued == {}
