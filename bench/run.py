@@ -169,15 +169,19 @@ def pg_version(dsn: str) -> str:
     return out.stdout.strip() or "?"
 
 
+# Profile spans: the workload hooks (bench/workloads.py) that start and stop py-spy.
+PROFILE_SPANS = {"w1-4": ("before_load", "after_fanout"), "w6": ("before_big_room", "after_big_room")}
+
+
 class Profiler:
-    """py-spy attached to the DevNet process between two hooks (workloads 1-4).
+    """py-spy attached to the DevNet process between two hooks (PROFILE_SPANS).
 
     `--gil`: only samples that hold the GIL, i.e. Python CPU time; without it py-spy
     here also counts threads blocked in queue.get and epoll (its idle detection misses
     them), which buries the real costs."""
 
-    def __init__(self, out_dir: Path, db: str):
-        self.out = out_dir / f"devnet-{db}-w1-4.txt"
+    def __init__(self, out_dir: Path, db: str, span: str = "w1-4"):
+        self.out = out_dir / f"devnet-{db}-{span}.txt"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, pid: int) -> subprocess.Popen[bytes]:
@@ -267,8 +271,9 @@ async def main_async(args: argparse.Namespace) -> int:
             versions[kind] = server.version()
             hooks = None
             if args.profile and kind == "devnet":
-                prof = Profiler(Path(args.profile), db)
-                hooks = {"before_load": prof.start, "after_fanout": prof.stop}
+                prof = Profiler(Path(args.profile), db, args.profile_span)
+                start, stop = PROFILE_SPANS[args.profile_span]
+                hooks = {start: prof.start, stop: prof.stop}
             log(f"[{db}] {kind} {versions[kind]}: port {port}, scale {args.scale}")
             t0 = time.perf_counter()
             results[db][kind] = await run_server(server, counts, args.pg_dsn, log, hooks,
@@ -314,7 +319,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", default="", metavar="w5,w6,...",
                    help="workloads to leave out (e.g. for a quick profile of 1-4)")
     p.add_argument("--profile", metavar="DIR",
-                   help="record a py-spy profile of DevNet during workloads 1-4 into DIR")
+                   help="record a py-spy profile of DevNet into DIR (see --profile-span)")
+    p.add_argument("--profile-span", default="w1-4", choices=sorted(PROFILE_SPANS),
+                   help="the workloads the profile covers (default w1-4)")
     return p.parse_args(argv)
 
 

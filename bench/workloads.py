@@ -395,6 +395,7 @@ class Bench:
                 await cl.join(room)
                 join_lat.append(time.perf_counter() - t)
 
+        await self.hook("before_big_room")
         s0 = await self._snapshot()
         await join_all(joiners[:w])
         s1 = await self._snapshot()
@@ -419,6 +420,7 @@ class Bench:
         self.m.update(w6_fanout_p50_ms=r["p50_ms"], w6_fanout_p99_ms=r["p99_ms"],
                       w6_fanout_all_ms=r["all_received_ms"], w6_fanout_missing=r["missing"],
                       w6_pollers=len(pollers), w6_pollers_initial_sync_s=r["initial_syncs_s"])
+        await self.hook("after_big_room")
 
     # -- workload 5 ------------------------------------------------------------------
 
