@@ -54,6 +54,9 @@ class Servers:
             return
         hs, runner = self._running
         self._running = None
+        # As Homeserver.close() does: a client that went away mid-long-poll (a js-sdk
+        # process that exited) would otherwise hold the shutdown for the poll's timeout.
+        hs.notifier.close()
         await runner.cleanup()
         await hs.close()
 
