@@ -13,6 +13,10 @@ from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VER
 # Spec versions whose client-server features we implement. A version is added here only
 # once every endpoint it introduced is served (clients switch behaviour on this list).
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3"]
+# Unstable features (MSCs) we serve: clients look for these before using their endpoints.
+UNSTABLE_FEATURES = {
+    "org.matrix.msc3814": True,  # dehydrated devices (client_api/dehydrated_devices.py)
+}
 
 
 class Discovery:
@@ -21,7 +25,7 @@ class Discovery:
 
     async def get_versions(self, request: ClientRequest) -> JsonDict:
         """GET /_matrix/client/versions"""
-        return {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+        return {"versions": SUPPORTED_VERSIONS, "unstable_features": dict(UNSTABLE_FEATURES)}
 
     async def get_wellknown_client(self, request: ClientRequest) -> JsonDict:
         """GET /.well-known/matrix/client"""

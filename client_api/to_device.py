@@ -8,10 +8,16 @@ from __future__ import annotations
 from client_api.endpoint import Auth, ClientRequest, Endpoint, JsonDict, v3
 from client_api.validation import require
 from homeserver.e2e.to_device import ToDevice
-from homeserver.errors import BadJson
+from homeserver.errors import BadJson, TooLarge
+from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.types import UserID
 
 MAX_TYPE_LENGTH = 255
+# Per message content, as canonical JSON. A to-device message to another server travels
+# in one EDU, and transactions must stay small enough for every server to accept; this
+# is Synapse's limit (SOFT_MAX_EDU_SIZE), enforced for local targets too so that a client
+# sending oversized messages finds out at once, not only when federating.
+MAX_CONTENT_BYTES = 65536
 
 
 class ToDeviceApi:
@@ -29,6 +35,10 @@ class ToDeviceApi:
             if not isinstance(by_device, dict) or not all(
                     isinstance(c, dict) for c in by_device.values()):
                 raise BadJson("'messages' must map user IDs to device ID -> content object")
+            for device_id, content in by_device.items():
+                if len(encode_canonical_json(content)) > MAX_CONTENT_BYTES:
+                    raise TooLarge(f"The message for {user_id} {device_id} is over "
+                                   f"{MAX_CONTENT_BYTES} bytes")
         user = request.user
         await self._to_device.send(user.user_id, user.device_id, event_type,
                                    request.path_params["txnId"], messages)

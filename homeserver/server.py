@@ -10,6 +10,7 @@ from aiohttp import web
 
 from client_api.account import Account
 from client_api.account_data import AccountDataApi
+from client_api.dehydrated_devices import DehydratedDevicesApi
 from client_api.devices import DeviceManagement
 from client_api.discovery import Discovery
 from client_api.filters import Filters
@@ -51,6 +52,8 @@ from homeserver.accounts.user_directory import UserDirectory
 from homeserver.clock import Clock
 from homeserver.config import Config, ListenerConfig
 from homeserver.e2e.cross_signing import CrossSigning
+from homeserver.e2e.deactivation import E2eDeactivation
+from homeserver.e2e.dehydrated_devices import DehydratedDevices
 from homeserver.e2e.device_keys import DeviceKeys
 from homeserver.e2e.device_lists import DeviceLists
 from homeserver.e2e.key_backup import KeyBackup
@@ -77,8 +80,10 @@ from homeserver.storage.access_tokens import AccessTokenStore
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.cross_signing import CrossSigningStore
 from homeserver.storage.database import create_database
+from homeserver.storage.dehydrated_devices import DehydratedDeviceStore
 from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.e2e_deactivation import E2eDeactivationStore
 from homeserver.storage.e2e_keys import E2eKeyStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.key_backup import KeyBackupStore
@@ -255,7 +260,8 @@ class Homeserver:
         rooms.add_event_listener(self.search_indexer.on_event_persisted)
         self.room_event_search = RoomEventSearch(
             self.db, search_store, rooms.stores, rooms.loader, rooms.visibility,
-            ContextLoader(rooms.stores, rooms.loader, rooms.visibility))
+            ContextLoader(rooms.stores, rooms.loader, rooms.visibility),
+            index_ready=self.search_indexer.caught_up)
 
     def _build_spaces_and_tags(self) -> None:
         """The space hierarchy over local rooms, and room tags (stored as m.tag account data)."""
@@ -266,8 +272,9 @@ class Homeserver:
     def _build_e2e(self) -> None:
         """E2EE: device and one-time keys, cross-signing, device-list tracking (fed by
         membership changes inside the rooms persistence path and by device deletion),
-        to-device messages and key backup. /sync reads them through `device_lists`,
-        `device_keys` and `to_device`."""
+        to-device messages, key backup and dehydrated devices (MSC3814); account
+        deactivation and login call back into E2EE through hooks. /sync reads them through
+        `device_lists`, `device_keys` and `to_device`."""
         db, server_name = self.db, self.config.server_name
         self.device_lists = DeviceLists(db, DeviceListStore(), self.notifier)
         self.rooms.persister.derived_writers.append(self.device_lists.on_member_event)
@@ -280,6 +287,13 @@ class Homeserver:
         self.to_device = ToDevice(db, ToDeviceStore(), self.notifier, self.clock,
                                   server_name=server_name)
         self.key_backup = KeyBackup(db, KeyBackupStore())
+        self.dehydrated_devices = DehydratedDevices(db, DehydratedDeviceStore(), self.devices_store,
+                                                    self.device_keys, self.device_lists,
+                                                    self.to_device, self.clock)
+        self.login.device_id_guards.append(self.dehydrated_devices.check_login_device)
+        e2e_deactivation = E2eDeactivation(E2eDeactivationStore(), self.device_lists)
+        self.accounts.deactivation_writers.append(e2e_deactivation.on_deactivate)
+        self.accounts.on_deactivated.append(e2e_deactivation.after_deactivate)
 
     def _build_media(self) -> None:
         """The media repository: content-addressed files, metadata, thumbnails."""
@@ -318,6 +332,7 @@ class Homeserver:
         self.presence.close()
         await self.push_evaluator.close()
         await self.push_sender.close()
+        await self.search_indexer.close()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -360,6 +375,7 @@ class Homeserver:
                                        self.cross_signing).endpoints())
         registrar.add_routes(app, ToDeviceApi(self.to_device).endpoints())
         registrar.add_routes(app, KeyBackupApi(self.key_backup).endpoints())
+        registrar.add_routes(app, DehydratedDevicesApi(self.dehydrated_devices).endpoints())
 
     def _add_sync_routes(self, app: web.Application, registrar: Registrar) -> None:
         registrar.add_routes(app, Sync(self.sync, self.filters).endpoints())

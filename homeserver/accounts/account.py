@@ -7,6 +7,7 @@ that same account; without one, the password stage names the account.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.accounts.passwords import Passwords
@@ -16,7 +17,7 @@ from homeserver.accounts.tokens import AccessTokens
 from homeserver.accounts.uiaa import PASSWORD, InteractiveAuth, UiaaResult
 from homeserver.errors import Forbidden
 from homeserver.storage.account_data import AccountDataStore
-from homeserver.storage.database import Database
+from homeserver.storage.database import Connection, Database
 from homeserver.storage.profiles import ProfileStore
 from homeserver.storage.users import UserStore
 
@@ -35,6 +36,11 @@ class AccountManagement:
         self._uiaa = uiaa
         self._passwords = passwords
         self._registration = registration
+        # E2EE registers here without this module knowing about it: writers run inside
+        # the deactivation transaction with (conn, user_id), so the account's keys go in
+        # the same commit that deactivates it; listeners run after the commit.
+        self.deactivation_writers: list[Callable[[Connection, str], Awaitable[None]]] = []
+        self.on_deactivated: list[Callable[[str], Awaitable[None]]] = []
 
     async def authenticate_user(self, requester: Requester | None, auth: Any, *,
                                 operation: str, params: Any = None) -> tuple[str, UiaaResult]:
@@ -74,5 +80,9 @@ class AccountManagement:
             await self._profiles.delete_all(conn, user_id)
             if erase:
                 await self._account_data.delete_all(conn, user_id)
+            for writer in self.deactivation_writers:
+                await writer(conn, user_id)
             await self._uiaa.finish(conn, result)
         await self._tokens.revoke_all(user_id, delete_devices=True)
+        for listener in self.on_deactivated:
+            await listener(user_id)

@@ -5,7 +5,7 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#login
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -56,6 +56,9 @@ class LoginService:
         self._passwords = passwords
         self._clock = clock
         self._server_name = server_name
+        # Checks, with (user_id, device_id), of a device ID a login names; each may raise.
+        # E2EE refuses the dehydrated device's ID (MSC3814): it is no session to resume.
+        self.device_id_guards: list[Callable[[str, str], Awaitable[None]]] = []
 
     def flows(self) -> list[dict[str, Any]]:
         return [{"type": PASSWORD_LOGIN}]
@@ -95,6 +98,9 @@ class LoginService:
     async def _start_session(self, user_id: str, password_hash: str, password: str,
                              device_id: str | None, display_name: str | None,
                              want_refresh: bool, client_ip: str | None) -> LoginResult:
+        if device_id is not None:
+            for guard in self.device_id_guards:
+                await guard(user_id, device_id)
         new_hash = await self._passwords.hash(password) if self._passwords.needs_rehash(password_hash) else None
         if device_id is not None and await self._devices.get(self._db, user_id, device_id):
             # Logging in again on a known device replaces its session (spec: "the server

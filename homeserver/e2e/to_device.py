@@ -76,6 +76,12 @@ class ToDevice:
                     counts[device_id] = await self._store.pending_count(conn, user_id, device_id)
                 counts[device_id] += 1
                 if counts[device_id] > self.max_pending_per_device:
+                    if await self._store.is_dehydrated(conn, user_id, device_id):
+                        # A dehydrated device (MSC3814) is drained only when a client
+                        # rehydrates it, which may be never: refusing the send would
+                        # block room keys to every other device of the user. Its missed
+                        # keys can come from key backup instead.
+                        continue
                     raise LimitExceeded(RETRY_AFTER_MS, error=(
                         f"Device {device_id} of {user_id} has {self.max_pending_per_device} "
                         "undelivered to-device messages; retry once it has synced"))

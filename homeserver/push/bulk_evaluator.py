@@ -7,10 +7,19 @@ queue, so a send is never slowed by a big room. Tests (and anything that needs t
 counts settled) await `drained()`.
 
 The queue only says "something was committed": the work itself is driven by the events
-stream. Each run evaluates every event after `push_evaluated_upto`, in stream order, and
-moves the position past an event in the transaction that records its notifications. So
-an event committed just before a crash is not lost: `catch_up()` at startup evaluates it,
-and no event is evaluated twice (the position and the notifications commit together).
+stream. Each pass reads the events after `push_evaluated_upto` (at most `batch_size`),
+evaluates them in stream order and records all their notifications, counts and queued
+pushes in ONE transaction that also moves the position past them (a compare-and-set from
+where the pass read it). So an event committed just before a crash is not lost:
+`catch_up()` at startup evaluates it, and no event is evaluated twice. Events committed
+while a pass runs make up the next pass, so under load one commit (one fsync on SQLite)
+covers many events, while an idle server still evaluates a lone event at once. If a
+batch cannot be recorded, its events are recorded one at a time, and one that still
+fails is stepped past, so a bad event cannot hold up the ones after it.
+
+Per pass, each room's members, power levels and the members' rule sets are read once
+(push/audience.py), and users whose rules are the server defaults are evaluated through
+one `DefaultPlan` per event (push/default_plan.py) instead of their whole rule list.
 
 Spec: "The updated notification count from a new event MUST appear in the same /sync
 response as the event itself." So the sync wake-up for an event is one of the
@@ -23,17 +32,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+import attrs
 
 from homeserver.clock import Clock
 from homeserver.events.pdu import Pdu
-from homeserver.push.conditions import EventContext
-from homeserver.push.evaluator import highlights, notifies
+from homeserver.push.audience import DisplayNames, RoomAudience
+from homeserver.push.default_plan import DefaultPlan
+from homeserver.push.evaluator import CompiledRuleset, highlights, notifies
 from homeserver.push.rules_service import PushRules
 from homeserver.rooms.persistence import EventCallback, PersistedEvent
 from homeserver.rooms.stores import RoomStores
-from homeserver.state.power_levels import get_user_power_level
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.notifications import NewNotification, NotificationStore
@@ -42,11 +53,13 @@ from homeserver.storage.push_position import PushPositionStore
 logger = logging.getLogger(__name__)
 
 MAIN_THREAD = "main"
-BATCH_SIZE = 100
+BATCH_SIZE = 200
 
 
 class PushDelivery(Protocol):
     """Where notifications go to reach devices (homeserver/push/sender.py)."""
+
+    async def users_with_pushers(self, conn: Connection, user_ids: Collection[str]) -> set[str]: ...
 
     async def enqueue(self, conn: Connection,
                       notifications: Sequence[NewNotification]) -> bool: ...
@@ -64,6 +77,19 @@ def thread_of(pdu: Pdu) -> str:
     return MAIN_THREAD
 
 
+@attrs.frozen
+class Outcome:
+    """What evaluating one event decided, ready to record."""
+
+    event_id: str
+    room_id: str
+    stream_ordering: int
+    thread: str
+    notifications: list[NewNotification]
+    # The local sender: sending counts as reading up to the event (in its thread).
+    read_by: str | None
+
+
 class BulkPushEvaluator:
     def __init__(self, db: Database, stores: RoomStores, rules: PushRules,
                  notifications: NotificationStore, clock: Clock, *, server_name: str,
@@ -72,12 +98,14 @@ class BulkPushEvaluator:
         self._db = db
         self._position = position or PushPositionStore()
         self._batch_size = batch_size
-        # One run at a time in this process; the claim keeps runs in others harmless.
+        # One pass at a time in this process; the compare-and-set on the position keeps
+        # passes in others harmless.
         self._lock = asyncio.Lock()
         self._delivery = delivery
         self._stores = stores
         self._rules = rules
         self._notifications = notifications
+        self._names = DisplayNames(stores)
         self._clock = clock
         self._suffix = ":" + server_name
         self._queue: deque[PersistedEvent] = deque()
@@ -111,16 +139,11 @@ class BulkPushEvaluator:
         async with self._lock:
             total = 0
             while True:
-                upto = await self._position.evaluated_upto(self._db)
-                event_ids = await self._position.events_after(self._db, upto, self._batch_size)
-                if event_ids:
-                    async with self._db.connection() as conn:
-                        stored = await self._stores.events.get_many(conn, event_ids)
-                    # Each event in its own transaction, so a crash loses no finished work.
-                    for event_id in event_ids:
-                        await self._evaluate_one(stored[event_id])
-                total += len(event_ids)
-                if len(event_ids) < self._batch_size:
+                read = await self._pass()
+                if read is None:
+                    continue  # another evaluator recorded them first: read on from there
+                total += read
+                if read < self._batch_size:
                     return total
 
     async def _work(self) -> None:
@@ -142,79 +165,123 @@ class BulkPushEvaluator:
                                          persisted.event_id)
         self._idle.set()
 
-    async def _evaluate_one(self, event: StoredEvent) -> None:
-        ordering = event.stream_ordering
-        assert ordering is not None  # events_after lists timeline events only
-        try:
-            found = (await self._notifications_for(event.pdu, ordering)
-                     if event.pdu.rejected_reason is None else [])
-            await self._record(event.pdu, ordering, found)
-        except Exception:
-            # One bad event must not stop notifications for everything after it: step
-            # past it. If the database itself is failing this raises too, and the event
-            # is retried by the next run.
-            logger.exception("push evaluation failed for %s", event.event_id)
-            async with self._db.transaction() as conn:
-                await self._position.claim(conn, ordering)
-
-    async def _notifications_for(self, pdu: Pdu, ordering: int) -> list[NewNotification]:
+    async def _pass(self) -> int | None:
+        """Evaluate and record the next batch; the number of events read, or None if
+        another evaluator moved the position meanwhile."""
+        upto = await self._position.evaluated_upto(self._db)
         async with self._db.connection() as conn:
-            targets, ctx, names = await self._prepare(conn, pdu)
+            event_ids = await self._position.events_after(conn, upto, self._batch_size)
+            if not event_ids:
+                return 0
+            stored = await self._stores.events.get_many(conn, event_ids)
+            outcomes = await self._evaluate(conn, [stored[e] for e in event_ids])
+        if len(outcomes) > 1:
+            try:
+                recorded = await self._write(upto, outcomes)
+            except Exception:
+                logger.exception("recording push evaluation of %d events failed; "
+                                 "recording them one at a time", len(outcomes))
+            else:
+                return len(event_ids) if recorded else None
+        return len(event_ids) if await self._write_each(upto, outcomes) else None
+
+    async def _evaluate(self, conn: Connection, events: list[StoredEvent]) -> list[Outcome]:
+        rooms = {e.pdu.room_id for e in events if e.pdu.rejected_reason is None}
+        audiences: dict[str, RoomAudience] = {}
+        for room_id in sorted(rooms):
+            try:
+                audiences[room_id] = await RoomAudience.load(conn, self._stores, room_id,
+                                                             self._suffix)
+            except Exception:
+                # Its events fail below and are stepped past, like any bad event.
+                logger.exception("push evaluation could not read room %s", room_id)
+        targets = {e.event_id: audiences[e.pdu.room_id].targets(e.pdu, self._suffix)
+                   for e in events if e.pdu.room_id in audiences
+                   and e.pdu.rejected_reason is None}
+        rulesets = await self._rules.compiled_many(conn, {u for t in targets.values() for u in t})
+        outcomes = []
+        for event in events:
+            pdu = event.pdu
+            ordering = event.stream_ordering
+            assert ordering is not None  # events_after lists timeline events only
+            found: list[NewNotification] = []
+            read_by = None
+            if pdu.rejected_reason is None:
+                try:
+                    found = await self._notifications_for(
+                        conn, pdu, ordering, audiences[pdu.room_id], targets[pdu.event_id],
+                        rulesets)
+                    read_by = pdu.sender if pdu.sender.endswith(self._suffix) else None
+                except Exception:
+                    logger.exception("push evaluation failed for %s", pdu.event_id)
+            outcomes.append(Outcome(pdu.event_id, pdu.room_id, ordering, thread_of(pdu),
+                                    found, read_by))
+        return outcomes
+
+    async def _notifications_for(self, conn: Connection, pdu: Pdu, ordering: int,
+                                 audience: RoomAudience, targets: list[str],
+                                 rulesets: dict[str, CompiledRuleset]) -> list[NewNotification]:
+        ctx = audience.context(pdu)
+        plan = DefaultPlan(ctx)
+        names: dict[str, str | None] = {}
+        if plan.needs_display_name or not all(rulesets[u].default_only for u in targets):
+            names = await audience.display_names(conn, self._names)
         found: list[NewNotification] = []
         thread = thread_of(pdu)
         now = self._clock.time_ms()
         for user_id in targets:
-            actions = (await self._rules.compiled(user_id)).evaluate(ctx, names.get(user_id))
+            ruleset = rulesets[user_id]
+            name = names.get(user_id)
+            actions = (plan.evaluate(ruleset, name) if ruleset.default_only
+                       else ruleset.evaluate(ctx, name))
             if notifies(actions):
                 assert actions is not None
                 found.append(NewNotification(user_id, pdu.room_id, pdu.event_id, thread,
                                              ordering, actions, highlights(actions), now))
         return found
 
-    async def _record(self, pdu: Pdu, ordering: int, found: list[NewNotification]) -> None:
-        sender_is_local = pdu.rejected_reason is None and pdu.sender.endswith(self._suffix)
+    async def _write(self, upto: int, outcomes: Sequence[Outcome]) -> bool:
+        """Record `outcomes` (the events right after `upto`) and move the position past
+        them, in one transaction; False if the position is no longer at `upto`."""
+        users = {n.user_id for o in outcomes for n in o.notifications}
+        rooms = {o.room_id for o in outcomes if o.notifications}
+        last = outcomes[-1].stream_ordering
         queued = False
         async with self._db.transaction() as conn:
-            if not await self._position.claim(conn, ordering):
-                return  # another run evaluated it first
-            await self._notifications.add(conn, found)
-            # Queued with the notification itself, so a crash cannot keep one and lose
-            # the other.
-            if self._delivery is not None and found:
-                queued = await self._delivery.enqueue(conn, found)
-            if sender_is_local:
-                # Spec: sending an event counts as reading up to it (in its thread).
-                await self._notifications.mark_read(conn, pdu.sender, pdu.room_id,
-                                                    thread_of(pdu), ordering)
+            if not await self._position.advance(conn, upto, last):
+                return False
+            batch = await self._notifications.batch(conn, users, rooms, upto, last)
+            delivery = self._delivery
+            pushable = (await delivery.users_with_pushers(conn, users)
+                        if delivery is not None and users else set())
+            for o in outcomes:
+                batch.add(o.notifications)
+                pushes = [n for n in o.notifications if n.user_id in pushable]
+                if pushes:
+                    assert delivery is not None
+                    # The queued unread totals include this event's counts.
+                    await batch.flush()
+                    queued |= await delivery.enqueue(conn, pushes)
+                if o.read_by is not None:
+                    batch.mark_read(o.read_by, o.room_id, o.thread, o.stream_ordering)
+            await batch.finish()
         if queued and self._delivery is not None:
             self._delivery.wake()
+        return True
 
-    async def _prepare(self, conn: Connection,
-                       pdu: Pdu) -> tuple[list[str], EventContext, dict[str, str | None]]:
-        """The local users to evaluate for (never the sender), the shared context and
-        each target's display name in the room."""
-        stores = self._stores
-        members = await stores.memberships.members(conn, pdu.room_id, ("join",))
-        targets = [m.user_id for m in members
-                   if m.user_id.endswith(self._suffix) and m.user_id != pdu.sender]
-        if (pdu.type == "m.room.member" and pdu.membership == "invite"
-                and pdu.state_key is not None and pdu.state_key.endswith(self._suffix)
-                and pdu.state_key not in targets):
-            targets.append(pdu.state_key)
-        state = await stores.current_state.get_entries(
-            conn, pdu.room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
-        member_ids = {m.user_id: m.event_id for m in members if m.user_id in targets}
-        pdus = await stores.events.get_pdus(conn, [*state.values(), *member_ids.values()])
-        power_levels = pdus.get(state.get(("m.room.power_levels", ""), ""))
-        create = pdus.get(state.get(("m.room.create", ""), ""))
-        levels: Any = power_levels.content.get("notifications") if power_levels else None
-        ctx = EventContext(
-            event=pdu.get_json(), member_count=len(members),
-            sender_power=get_user_power_level(pdu.sender, power_levels, create),
-            notification_levels=levels if isinstance(levels, dict) else {})
-        names: dict[str, str | None] = {}
-        for user_id, event_id in member_ids.items():
-            member = pdus.get(event_id)
-            name = member.content.get("displayname") if member is not None else None
-            names[user_id] = name if isinstance(name, str) else None
-        return targets, ctx, names
+    async def _write_each(self, upto: int, outcomes: Sequence[Outcome]) -> bool:
+        """`_write` one event at a time; an event that cannot be recorded is stepped past
+        (logged), unless the database cannot even do that, which raises."""
+        position = upto
+        for outcome in outcomes:
+            try:
+                recorded = await self._write(position, [outcome])
+            except Exception:
+                logger.exception("push evaluation failed for %s", outcome.event_id)
+                async with self._db.transaction() as conn:
+                    recorded = await self._position.advance(conn, position,
+                                                            outcome.stream_ordering)
+            if not recorded:
+                return False
+            position = outcome.stream_ordering
+        return True

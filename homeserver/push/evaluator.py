@@ -57,19 +57,26 @@ def compile_rule(rule: PushRule) -> CompiledRule:
 class CompiledRuleset:
     """The enabled rules of one user, in evaluation order."""
 
-    def __init__(self, ruleset: dict[str, list[PushRule]]):
-        self._rules = [compile_rule(r) for kind in KINDS for r in ruleset.get(kind, [])
-                       if r.enabled]
+    def __init__(self, ruleset: dict[str, list[PushRule]], *, default_only: bool = False):
+        self.rules = tuple(compile_rule(r) for kind in KINDS for r in ruleset.get(kind, [])
+                           if r.enabled)
+        # The user's ruleset is exactly the server-default one (no rule added, none
+        # changed): push/default_plan.py may then evaluate it for many users at once.
+        self.default_only = default_only
 
     def evaluate(self, ctx: EventContext, display_name: str | None) -> list[Any] | None:
         """The actions of the first matching rule, None when none matches."""
         content = ctx.event.get("content")
         has_mentions = isinstance(content, dict) and "m.mentions" in content
-        for rule in self._rules:
+        for rule in self.rules:
             # Spec: the deprecated mention rules apply only to events without m.mentions.
             if rule.legacy_mention and has_mentions:
                 continue
-            if all(p(ctx, display_name) for p in rule.predicates):
+            # A plain loop, not all(<generator>): this runs per member per event.
+            for predicate in rule.predicates:
+                if not predicate(ctx, display_name):
+                    break
+            else:
                 return rule.actions
         return None
 

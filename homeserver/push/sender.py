@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -75,14 +75,16 @@ class PushSender:
         self._task: asyncio.Task[None] | None = None
         self._timer: TimerHandle | None = None
 
+    async def users_with_pushers(self, conn: Connection, user_ids: Collection[str]) -> set[str]:
+        """In the evaluator's transaction: the users `enqueue` would queue anything for."""
+        return await self._queue.users_with_pushers(conn, list(user_ids))
+
     async def enqueue(self, conn: Connection, notifications: Sequence[NewNotification]) -> bool:
-        """In the evaluator's transaction; True if anything was queued (then `wake`
-        after commit)."""
-        queued = False
-        for n in notifications:
-            queued |= await self._queue.enqueue(conn, n.user_id, n.event_id, n.room_id,
-                                                n.stream_ordering, n.actions, n.ts)
-        return queued
+        """In the evaluator's transaction, one row per pusher of each notification's user
+        (none for a user without pushers: pass only those of `users_with_pushers`); True
+        if anything may have been queued (then `wake` after commit)."""
+        await self._queue.enqueue_many(conn, notifications)
+        return bool(notifications)
 
     def wake(self) -> None:
         self._idle.clear()

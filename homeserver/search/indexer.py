@@ -1,11 +1,16 @@
 """Keeps the full-text index (`event_search`) in step with the events table.
 
-Indexing runs after commit, from the persistence path's `on_event_persisted` hook, so
-it never slows down or fails a send. It is driven by the events stream rather than by
-the event handed to the hook: each run indexes everything after `indexed_upto` and
-advances it in the same transaction. So an event committed just before a crash, or
-while a hook run failed, is picked up by the next run; `catch_up()` at startup makes
-that next run happen before the first search.
+Indexing runs after commit, off the request path: the persistence path's
+`on_event_persisted` hook only notes the event and starts a background pass if none is
+running, so it never slows down or fails a send. A pass is driven by the events stream
+rather than by the events handed to the hook: it reads the events after `indexed_upto`
+(at most `batch_size`) and writes their rows and the new position in one transaction (a
+compare-and-set from where it read, so a concurrent indexer elsewhere rolls back rather
+than index twice). Events committed while a pass runs make up the next one, so under
+load one commit covers many events. An event committed just before a crash, or while a
+pass failed, is picked up by the next pass; `catch_up()` at startup makes that happen
+before the first search. Search reads its own writes: `caught_up()` waits until every
+event this process committed so far is indexed.
 
 Redactions remove the redacted event's entry (the index holds the plain text), and an
 event whose redaction was persisted first is never indexed.
@@ -62,48 +67,96 @@ class SearchIndexer:
         self._stores = stores
         self._loader = loader
         self._batch_size = batch_size
-        # One run at a time per process; runs in other processes are harmless (inserts
-        # are idempotent and the position only moves forwards).
+        # One pass at a time per process.
         self._lock = asyncio.Lock()
+        # The newest event the hook was told of, and how far this process saw the index get.
+        self._heard = 0
+        self._indexed = 0
+        self._worker: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
 
     async def on_event_persisted(self, persisted: PersistedEvent) -> None:
-        """The persistence hook: index everything committed so far."""
-        await self.catch_up()
+        """The persistence hook: index in the background, never inline."""
+        self._heard = max(self._heard, persisted.stream_ordering)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def caught_up(self) -> None:
+        """Returns once every event the hook was told of so far is indexed, or once
+        indexing gave up on it (it failed; the next event's pass retries)."""
+        target = self._heard
+        while self._indexed < target and self._worker is not None and not self._worker.done():
+            await self._progress.wait()
+
+    async def close(self) -> None:
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+
+    async def _work(self) -> None:
+        try:
+            # Stops when a pass finds nothing new, whatever `_heard` says, so that it can
+            # never spin.
+            while self._indexed < self._heard and await self.catch_up():
+                pass
+        except Exception:
+            logger.exception("search indexing failed")
+        finally:
+            self._signal()
+
+    def _signal(self) -> None:
+        progress, self._progress = self._progress, asyncio.Event()
+        progress.set()
 
     async def catch_up(self) -> int:
         """Index every event after `indexed_upto`; returns how many events were read."""
         async with self._lock:
             total = 0
             while True:
-                done = await self._index_batch()
-                total += done
-                if done < self._batch_size:
+                read = await self._index_batch()
+                if read is None:
+                    continue  # another indexer got there first: read on from its position
+                total += read
+                if read < self._batch_size:
                     return total
 
-    async def _index_batch(self) -> int:
-        async with self._db.transaction() as conn:
+    async def _index_batch(self) -> int | None:
+        """One pass: the number of events read, or None if the position moved meanwhile."""
+        async with self._db.connection() as conn:
             upto = await self._store.indexed_upto(conn)
             batch = await self._store.events_after(conn, upto, self._batch_size)
             if not batch:
+                self._reached(upto)
                 return 0
             stored = await self._stores.events.get_many(conn, [e for e, _ in batch])
-            events = [stored[e] for e, _ in batch if e in stored]
-            await self._apply_redactions(conn, [e.pdu for e in events])
-            redacted = await self._loader.applied_redactions(conn, [e.pdu for e in events])
-            entries = [entry for e in events
-                       if e.event_id not in redacted and (entry := index_entry(e)) is not None]
+            pdus = [stored[e].pdu for e, _ in batch if e in stored]
+            stale = await self._redacted_by(conn, pdus)
+            redacted = await self._loader.applied_redactions(conn, pdus)
+            entries = [entry for e, _ in batch if e in stored and e not in redacted
+                       and (entry := index_entry(stored[e])) is not None]
+        position = batch[-1][1]
+        async with self._db.transaction() as conn:
+            if not await self._store.advance(conn, upto, position):
+                return None
+            await self._store.delete(conn, stale)
             await self._store.insert(conn, entries)
-            await self._store.advance(conn, batch[-1][1])
+        self._reached(position)
         if entries:
-            logger.debug("indexed %d events up to %d", len(entries), batch[-1][1])
+            logger.debug("indexed %d events up to %d", len(entries), position)
         return len(batch)
 
-    async def _apply_redactions(self, conn: Connection, pdus: Sequence[Pdu]) -> None:
-        """Drop the entries of events that redactions in this batch apply to."""
+    def _reached(self, position: int) -> None:
+        self._indexed = max(self._indexed, position)
+        self._signal()
+
+    async def _redacted_by(self, conn: Connection, pdus: Sequence[Pdu]) -> list[str]:
+        """The events that redactions among `pdus` apply to: their entries must go."""
         target_ids = [p.redacts for p in pdus if p.type == "m.room.redaction"
                       and p.rejected_reason is None and p.redacts is not None]
         if not target_ids:
-            return
+            return []
         targets = await self._stores.events.get_pdus(conn, target_ids)
-        for event_id in await self._loader.applied_redactions(conn, list(targets.values())):
-            await self._store.delete(conn, event_id)
+        return sorted(await self._loader.applied_redactions(conn, list(targets.values())))

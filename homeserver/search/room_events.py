@@ -9,7 +9,7 @@ page is returned short with a `next_batch`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -38,8 +38,12 @@ class Hit:
 
 class RoomEventSearch:
     def __init__(self, db: Database, store: SearchStore, stores: RoomStores,
-                 loader: ClientEventLoader, visibility: VisibilityFilter, context: ContextLoader):
+                 loader: ClientEventLoader, visibility: VisibilityFilter, context: ContextLoader,
+                 index_ready: Callable[[], Awaitable[None]] | None = None):
         self._db = db
+        # The indexer runs in the background: waiting for it lets a user find what they
+        # just sent (SearchIndexer.caught_up).
+        self._index_ready = index_ready
         self._store = store
         self._stores = stores
         self._loader = loader
@@ -52,6 +56,8 @@ class RoomEventSearch:
         cursor = (parse_next_batch(next_batch, criteria.order_by) if next_batch is not None
                   else Cursor(criteria.order_by, 0 if criteria.order_by == "rank" else _END))
         terms = search_words(criteria.search_term)
+        if self._index_ready is not None:
+            await self._index_ready()
         async with self._db.connection() as conn:
             joined = await self._stores.memberships.rooms_for_user(conn, user_id, ("join",))
             rooms = [m.room_id for m in joined if criteria.filter.matches_room(m.room_id)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
+from homeserver.storage.batch import fetch_for_ids
 from homeserver.storage.database import Connection, Database
+from homeserver.storage.notifications import NewNotification
 
 
 @attrs.frozen
@@ -30,6 +33,16 @@ class QueuedPush:
 
 HAS_PUSHER = "SELECT 1 FROM pushers WHERE user_id = $1 LIMIT 1"
 TOTAL_UNREAD = "SELECT COALESCE(SUM(notif_count), 0) FROM notification_counts WHERE user_id = $1"
+SELECT_PUSHABLE_PG = "SELECT DISTINCT user_id FROM pushers WHERE user_id = ANY($1::text[])"
+SELECT_PUSHABLE_SQLITE = """
+SELECT DISTINCT user_id FROM pushers WHERE user_id IN (SELECT value FROM json_each($1))
+"""
+_TOTALS = """
+SELECT user_id, COALESCE(SUM(notif_count), 0) AS unread FROM notification_counts
+WHERE user_id {} GROUP BY user_id
+"""
+TOTAL_UNREAD_MANY_PG = _TOTALS.format("= ANY($1::text[])")
+TOTAL_UNREAD_MANY_SQLITE = _TOTALS.format("IN (SELECT value FROM json_each($1))")
 # One row per pusher of the user. The WHERE clause also keeps SQLite from reading
 # ON CONFLICT as part of the SELECT.
 ENQUEUE = """
@@ -83,6 +96,24 @@ class PushQueueStore:
         await conn.execute(ENQUEUE, user_id, event_id, room_id, stream_ordering,
                            json.dumps(actions, separators=(",", ":")), unread, now_ms)
         return True
+
+    async def users_with_pushers(self, conn: Connection, user_ids: Sequence[str]) -> set[str]:
+        return {r["user_id"] for r in await fetch_for_ids(
+            conn, SELECT_PUSHABLE_PG, SELECT_PUSHABLE_SQLITE, sorted(set(user_ids)))}
+
+    async def enqueue_many(self, conn: Connection,
+                           notifications: Sequence[NewNotification]) -> None:
+        """`enqueue` for each notification (queued at its `ts`) in two round trips: the
+        users' unread totals are read once, so no count may change between the items."""
+        if not notifications:
+            return
+        totals = {r["user_id"]: int(r["unread"]) for r in await fetch_for_ids(
+            conn, TOTAL_UNREAD_MANY_PG, TOTAL_UNREAD_MANY_SQLITE,
+            sorted({n.user_id for n in notifications}))}
+        await conn.executemany(ENQUEUE, [
+            (n.user_id, n.event_id, n.room_id, n.stream_ordering,
+             json.dumps(n.actions, separators=(",", ":")), totals.get(n.user_id, 0), n.ts)
+            for n in notifications])
 
     async def due(self, db: Database | Connection, now_ms: int, limit: int) -> list[QueuedPush]:
         """Oldest first, only rows whose pusher still exists."""

@@ -7,11 +7,13 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#push-rules . Rows are con
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from homeserver.storage.database import Connection, Database
+from homeserver.storage.batch import fetch_for_ids
+from homeserver.storage.database import Connection, Database, Row
 
 
 @attrs.frozen
@@ -41,6 +43,15 @@ INSERT INTO push_rules (user_id, kind, rule_id, position, conditions, pattern, a
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 SELECT_DEFAULTS = "SELECT rule_id, enabled, actions FROM push_rule_defaults WHERE user_id = $1"
+_RULES_OF = """
+SELECT user_id, kind, rule_id, conditions, pattern, actions, enabled FROM push_rules
+WHERE user_id {} ORDER BY user_id, kind, position DESC
+"""
+SELECT_RULES_MANY_PG = _RULES_OF.format("= ANY($1::text[])")
+SELECT_RULES_MANY_SQLITE = _RULES_OF.format("IN (SELECT value FROM json_each($1))")
+_DEFAULTS_OF = "SELECT user_id, rule_id, enabled, actions FROM push_rule_defaults WHERE user_id {}"
+SELECT_DEFAULTS_MANY_PG = _DEFAULTS_OF.format("= ANY($1::text[])")
+SELECT_DEFAULTS_MANY_SQLITE = _DEFAULTS_OF.format("IN (SELECT value FROM json_each($1))")
 UPSERT_DEFAULT_ENABLED = """
 INSERT INTO push_rule_defaults (user_id, rule_id, enabled, actions) VALUES ($1, $2, $3, NULL)
 ON CONFLICT (user_id, rule_id) DO UPDATE SET enabled = excluded.enabled
@@ -55,12 +66,36 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def _rule(r: Row) -> PushRuleRow:
+    return PushRuleRow(r["kind"], r["rule_id"], json.loads(r["conditions"]), r["pattern"],
+                       json.loads(r["actions"]), bool(r["enabled"]))
+
+
+def _default(r: Row) -> DefaultRuleRow:
+    return DefaultRuleRow(r["rule_id"], None if r["enabled"] is None else bool(r["enabled"]),
+                          None if r["actions"] is None else json.loads(r["actions"]))
+
+
 class PushRuleStore:
     async def rules(self, db: Database | Connection, user_id: str) -> list[PushRuleRow]:
         """Every rule of the user, most important first within each kind."""
-        return [PushRuleRow(r["kind"], r["rule_id"], json.loads(r["conditions"]), r["pattern"],
-                            json.loads(r["actions"]), bool(r["enabled"]))
-                for r in await db.fetch(SELECT_RULES, user_id)]
+        return [_rule(r) for r in await db.fetch(SELECT_RULES, user_id)]
+
+    async def rules_of(self, conn: Connection, user_ids: Sequence[str]) -> dict[str, list[PushRuleRow]]:
+        """`rules` for many users in one query (users without rules are absent)."""
+        out: dict[str, list[PushRuleRow]] = {}
+        for r in await fetch_for_ids(conn, SELECT_RULES_MANY_PG, SELECT_RULES_MANY_SQLITE, user_ids):
+            out.setdefault(r["user_id"], []).append(_rule(r))
+        return out
+
+    async def defaults_of(self, conn: Connection,
+                          user_ids: Sequence[str]) -> dict[str, list[DefaultRuleRow]]:
+        """`defaults` for many users in one query (users without changes are absent)."""
+        out: dict[str, list[DefaultRuleRow]] = {}
+        for r in await fetch_for_ids(conn, SELECT_DEFAULTS_MANY_PG, SELECT_DEFAULTS_MANY_SQLITE,
+                                     user_ids):
+            out.setdefault(r["user_id"], []).append(_default(r))
+        return out
 
     async def replace_kind(self, conn: Connection, user_id: str, kind: str,
                            rules: list[PushRuleRow]) -> None:
@@ -74,9 +109,7 @@ class PushRuleStore:
                                int(rule.enabled))
 
     async def defaults(self, db: Database | Connection, user_id: str) -> list[DefaultRuleRow]:
-        return [DefaultRuleRow(r["rule_id"], None if r["enabled"] is None else bool(r["enabled"]),
-                               None if r["actions"] is None else json.loads(r["actions"]))
-                for r in await db.fetch(SELECT_DEFAULTS, user_id)]
+        return [_default(r) for r in await db.fetch(SELECT_DEFAULTS, user_id)]
 
     async def set_default_enabled(self, conn: Connection, user_id: str, rule_id: str,
                                   enabled: bool) -> None:

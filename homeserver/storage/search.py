@@ -17,8 +17,13 @@ from homeserver.storage.batch import is_postgres
 from homeserver.storage.database import Connection, Database
 
 SELECT_POSITION = "SELECT indexed_upto FROM search_position WHERE id = 1"
-# Never moves backwards: two workers catching up at once may finish out of order.
-ADVANCE_POSITION = "UPDATE search_position SET indexed_upto = $1 WHERE id = 1 AND indexed_upto < $1"
+# Compare-and-set: an indexer that read the position before another moved it matches no
+# row and rolls back, so no batch is indexed twice (on PostgreSQL the row lock makes it
+# wait for the first to commit before it checks).
+ADVANCE_POSITION = """
+UPDATE search_position SET indexed_upto = $2 WHERE id = 1 AND indexed_upto = $1
+RETURNING indexed_upto
+"""
 # Timeline events after a position, in the order they committed (see storage/streams.py).
 SELECT_EVENTS_AFTER = """
 SELECT event_id, stream_ordering FROM events
@@ -107,22 +112,26 @@ class SearchStore:
     async def indexed_upto(self, db: Database | Connection) -> int:
         return int(await db.fetchval(SELECT_POSITION) or 0)
 
-    async def advance(self, conn: Connection, position: int) -> None:
-        await conn.execute(ADVANCE_POSITION, position)
+    async def advance(self, conn: Connection, expected: int, position: int) -> bool:
+        """Move the position from `expected` to `position`; False (and no change) if it
+        is no longer at `expected`."""
+        return await conn.fetchval(ADVANCE_POSITION, expected, position) is not None
 
-    async def events_after(self, conn: Connection, position: int, limit: int) -> list[tuple[str, int]]:
+    async def events_after(self, db: Database | Connection, position: int,
+                           limit: int) -> list[tuple[str, int]]:
         """(event_id, stream_ordering) of timeline events after `position`, oldest first."""
-        rows = await conn.fetch(SELECT_EVENTS_AFTER, position, limit)
+        rows = await db.fetch(SELECT_EVENTS_AFTER, position, limit)
         return [(r["event_id"], int(r["stream_ordering"])) for r in rows]
 
     async def insert(self, conn: Connection, entries: Sequence[IndexEntry]) -> None:
-        sql = INSERT_PG if is_postgres(conn) else INSERT_SQLITE
-        for e in entries:
-            await conn.execute(sql, e.event_id, e.room_id, e.key, e.sender, e.stream_ordering,
-                               e.origin_server_ts, e.value)
+        if entries:
+            await conn.executemany(INSERT_PG if is_postgres(conn) else INSERT_SQLITE, [
+                (e.event_id, e.room_id, e.key, e.sender, e.stream_ordering, e.origin_server_ts,
+                 e.value) for e in entries])
 
-    async def delete(self, conn: Connection, event_id: str) -> None:
-        await conn.execute(DELETE, event_id)
+    async def delete(self, conn: Connection, event_ids: Sequence[str]) -> None:
+        if event_ids:
+            await conn.executemany(DELETE, [(e,) for e in event_ids])
 
     async def is_indexed(self, db: Database | Connection, event_id: str) -> bool:
         return await db.fetchval(SELECT_VALUE, event_id) is not None

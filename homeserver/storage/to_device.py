@@ -35,6 +35,7 @@ ON CONFLICT (user_id, device_id, txn_id) DO NOTHING
 """
 SELECT_DEVICE_IDS = "SELECT device_id FROM devices WHERE user_id = $1 ORDER BY device_id"
 SELECT_DEVICE_EXISTS = "SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2"
+SELECT_IS_DEHYDRATED = "SELECT 1 FROM dehydrated_devices WHERE user_id = $1 AND device_id = $2"
 COUNT_PENDING = "SELECT COUNT(*) FROM to_device_messages WHERE user_id = $1 AND device_id = $2"
 INSERT_MESSAGE = """
 INSERT INTO to_device_messages (user_id, device_id, stream_id, sender, type, content)
@@ -61,6 +62,9 @@ class ToDeviceStore:
 
     async def device_exists(self, conn: Connection, user_id: str, device_id: str) -> bool:
         return await conn.fetchval(SELECT_DEVICE_EXISTS, user_id, device_id) is not None
+
+    async def is_dehydrated(self, conn: Connection, user_id: str, device_id: str) -> bool:
+        return await conn.fetchval(SELECT_IS_DEHYDRATED, user_id, device_id) is not None
 
     async def pending_count(self, conn: Connection, user_id: str, device_id: str) -> int:
         return int(await conn.fetchval(COUNT_PENDING, user_id, device_id))

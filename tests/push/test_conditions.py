@@ -3,13 +3,17 @@ appendices (#dot-separated-property-paths, #glob-style-matching)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from homeserver.push.conditions import (
     EventContext,
     compile_condition,
+    compile_event_match,
     glob_to_regex,
     parse_key_path,
 )
@@ -118,3 +122,24 @@ def test_unknown_or_malformed_conditions_never_match() -> None:
                  {"kind": "event_property_is", "key": "type", "value": {"a": 1}}, "nonsense",
                  {"kind": "room_member_count", "is": 2}):
         assert not matches(cond, {"type": "m.room.message"}, members=2)  # type: ignore[arg-type]
+
+
+# Word characters, boundaries, case pairs, and characters that fold to ASCII letters
+# case-insensitively (Kelvin sign, long s, dotted I).
+_TEXT = st.text("abkKsS_ 1.\u212a\u017f\u0130é", max_size=12)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(body=_TEXT | st.sampled_from(["m.room.member", "M.Room.Member", "m.room.memberx"]),
+       literal=_TEXT.filter(bool) | st.sampled_from(["m.room.member", "*member", "m.room.?ember"]))
+def test_the_literal_shortcuts_never_change_a_match(body: str, literal: str) -> None:
+    """Patterns without wildcards are first compared (whole values) or looked for (body,
+    display names) as plain strings when ASCII; the result is always the regex's."""
+    context = ctx({"content": {"body": body, "topic": body}})
+    by_regex = glob_to_regex(literal, word_boundary=True).search(body) is not None
+    assert compile_event_match("content.body", literal)(context, None) == by_regex
+    whole = glob_to_regex(literal, word_boundary=False).search(body) is not None
+    assert compile_event_match("content.topic", literal)(context, None) == whole
+    name_regex = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(literal)}(?![A-Za-z0-9_])", re.IGNORECASE)
+    assert matches({"kind": "contains_display_name"}, {"content": {"body": body}}, literal) == \
+        (name_regex.search(body) is not None)

@@ -3,9 +3,11 @@ the store's ranking on both engines."""
 
 from __future__ import annotations
 
+import asyncio
+
 from homeserver.rooms.service import RoomService
 from homeserver.search.indexer import SearchIndexer, index_entry
-from homeserver.storage.database import Database
+from homeserver.storage.database import Connection, Database
 from homeserver.storage.search import SearchStore
 from homeserver.storage.streams import current_position
 from tests.rooms.conftest import ALICE, make_room
@@ -47,10 +49,92 @@ async def test_catch_up_reads_the_stream_in_batches(rooms: RoomService, database
     assert await store.indexed_upto(database) == read
     assert all([await store.is_indexed(database, e) for e in sent])
     assert await indexer.catch_up() == 0
-    # The hook indexes new events (and anything before them not yet indexed).
+    # The hook indexes new events (and anything before them not yet indexed) in the
+    # background; `caught_up` waits for it.
     rooms.add_event_listener(indexer.on_event_persisted)
     later = await _send(rooms, room_id, "later", "t9")
+    await indexer.caught_up()
     assert await store.is_indexed(database, later)
+    await indexer.close()
+
+
+class GatedStore(SearchStore):
+    """Holds each pass before it reads the stream until the test opens the gate, and
+    records every move of the position (one per transaction)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.arrived = asyncio.Event()
+        self.moves: list[tuple[int, int]] = []
+
+    async def events_after(self, db: Database | Connection, position: int,
+                           limit: int) -> list[tuple[str, int]]:
+        self.arrived.set()
+        await self.gate.wait()
+        return await super().events_after(db, position, limit)
+
+    async def advance(self, conn: Connection, expected: int, position: int) -> bool:
+        moved = await super().advance(conn, expected, position)
+        if moved:
+            self.moves.append((expected, position))
+        return moved
+
+
+async def test_events_arriving_during_a_pass_are_indexed_in_one_transaction(
+        rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    store = GatedStore()
+    indexer = SearchIndexer(database, store, rooms.stores, rooms.loader)
+    store.gate.set()
+    await indexer.catch_up()
+    store.moves.clear()
+    store.gate.clear()
+    rooms.add_event_listener(indexer.on_event_persisted)
+    # The first send starts a pass, which waits at the gate while four more commit.
+    sent = [await _send(rooms, room_id, f"burst {i}", f"b{i}") for i in range(5)]
+    store.gate.set()
+    await indexer.caught_up()
+    assert len(store.moves) == 1
+    assert store.moves[0][1] == await current_position(database, "events")
+    assert all([await store.is_indexed(database, e) for e in sent])
+    # An idle indexer handles a lone event at once, in a pass of its own.
+    lone = await _send(rooms, room_id, "lone", "l1")
+    await indexer.caught_up()
+    assert len(store.moves) == 2 and await store.is_indexed(database, lone)
+    await indexer.close()
+
+
+async def test_a_pass_that_loses_the_race_rolls_back(rooms: RoomService,
+                                                     database: Database) -> None:
+    """Two indexers on one database (two processes): each batch is written once."""
+    room_id = await make_room(rooms)
+    sent = [await _send(rooms, room_id, f"race {i}", f"r{i}") for i in range(4)]
+    first, second = GatedStore(), GatedStore()
+    a = SearchIndexer(database, first, rooms.stores, rooms.loader)
+    b = SearchIndexer(database, second, rooms.stores, rooms.loader)
+    runs = asyncio.gather(a.catch_up(), b.catch_up())
+    # Both have read the position (0) before either writes.
+    await first.arrived.wait()
+    await second.arrived.wait()
+    first.gate.set()
+    second.gate.set()
+    await runs
+    # Exactly one moved the position from 0; the other rolled back and found nothing new.
+    assert [m[0] for m in first.moves + second.moves].count(0) == 1
+    assert await first.indexed_upto(database) == await current_position(database, "events")
+    assert all([await first.is_indexed(database, e) for e in sent])
+
+
+async def test_search_waits_only_for_events_it_was_told_of(rooms: RoomService,
+                                                         database: Database) -> None:
+    indexer = _indexer(rooms, database)
+    await indexer.caught_up()  # nothing heard: returns at once
+    room_id = await make_room(rooms)
+    rooms.add_event_listener(indexer.on_event_persisted)
+    event_id = await _send(rooms, room_id, "told", "w1")
+    await indexer.caught_up()
+    assert await SearchStore().is_indexed(database, event_id)
+    await indexer.close()
 
 
 async def test_redactions_remove_entries(rooms: RoomService, database: Database) -> None:
