@@ -3,7 +3,9 @@
 Spec: https://spec.matrix.org/v1.19/client-server-api/#server-side-key-backups
 The server cannot read the keys; it keeps, per session, the copy most useful to the
 user, by the spec's rule: a verified key beats an unverified one, then the one that
-decrypts from an earlier message index, then the one forwarded fewer times.
+decrypts from an earlier message index, then the one forwarded fewer times. The rule is
+applied by the store's upsert itself (KeyBackupStore.put_key), so concurrent uploads of
+one session cannot undo it.
 """
 
 from __future__ import annotations
@@ -36,15 +38,6 @@ def parse_version(raw: Any) -> int | None:
     return None
 
 
-def is_better(new: BackupKeyRow, old: BackupKeyRow) -> bool:
-    """Whether `new` should replace the stored `old` copy of a session key."""
-    if new.is_verified != old.is_verified:
-        return new.is_verified
-    if new.first_message_index != old.first_message_index:
-        return new.first_message_index < old.first_message_index
-    return new.forwarded_count < old.forwarded_count
-
-
 class KeyBackup:
     def __init__(self, db: Database, store: KeyBackupStore):
         self._db = db
@@ -61,9 +54,9 @@ class KeyBackup:
         """GET /room_keys/version[/{version}]: the latest when `raw_version` is None."""
         async with self._db.connection() as conn:
             row = await self._live_version(conn, user_id, raw_version)
-            count = await self._store.count(conn, user_id, row.version)
-        return {"algorithm": row.algorithm, "auth_data": loads(row.auth_data), "count": count,
-                "etag": str(row.etag), "version": str(row.version)}
+            state = await self._etag_and_count(conn, user_id, row.version)
+        return {"algorithm": row.algorithm, "auth_data": loads(row.auth_data), **state,
+                "version": str(row.version)}
 
     async def update_version(self, user_id: str, raw_version: str, body: JsonDict) -> None:
         algorithm, auth_data = body.get("algorithm"), body.get("auth_data")
@@ -107,10 +100,7 @@ class KeyBackup:
             version = await self._current_for_write(conn, user_id, raw_version)
             changed = False
             for key in keys:
-                old = await self._store.get_key(conn, user_id, version.version, key.room_id,
-                                                key.session_id)
-                if old is None or is_better(key, old):
-                    await self._store.put_key(conn, user_id, version.version, key)
+                if await self._store.put_key(conn, user_id, version.version, key):
                     changed = True
             if changed:
                 await self._store.bump_etag(conn, user_id, version.version)
@@ -149,10 +139,12 @@ class KeyBackup:
     async def _current_for_write(self, conn: Connection, user_id: str,
                                  raw_version: str | None) -> BackupVersionRow:
         """Writes go to the current (latest) version only: a client still writing to an
-        old one has missed a new backup and must learn `current_version`."""
-        raw = _required(raw_version)
+        old one has missed a new backup and must learn `current_version`. The version is
+        locked before it is checked, so it cannot be deleted under the write."""
+        version = parse_version(_required(raw_version))
+        if version is not None:
+            await self._store.lock_version(conn, user_id, version)
         current = await self._store.latest_version(conn, user_id)
-        version = parse_version(raw)
         if current is None or version is None:
             raise NotFound("Unknown backup version")
         if version != current.version:
@@ -163,9 +155,9 @@ class KeyBackup:
         return current
 
     async def _etag_and_count(self, conn: Connection, user_id: str, version: int) -> JsonDict:
-        row = await self._store.get_version(conn, user_id, version)
-        assert row is not None
-        return {"etag": str(row.etag), "count": await self._store.count(conn, user_id, version)}
+        state = await self._store.etag_and_count(conn, user_id, version)
+        assert state is not None
+        return {"etag": str(state[0]), "count": state[1]}
 
 
 def _required(raw_version: str | None) -> str:

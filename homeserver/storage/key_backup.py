@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import attrs
 
+from homeserver.storage.batch import is_postgres
 from homeserver.storage.database import Connection, Database, Row
 from homeserver.storage.streams import next_position
 
@@ -48,8 +49,19 @@ UPDATE room_key_backup_versions SET auth_data = $3
 WHERE user_id = $1 AND version = $2 AND deleted = 0
 """
 MARK_DELETED = "UPDATE room_key_backup_versions SET deleted = 1 WHERE user_id = $1 AND version = $2"
+# Taken first by every writer of a version's keys: concurrent uploads and deletions of
+# several keys each would otherwise lock key rows in different orders and deadlock.
+# SQLite has one writer already.
+LOCK_VERSION_PG = """
+SELECT 1 FROM room_key_backup_versions WHERE user_id = $1 AND version = $2 FOR UPDATE
+"""
 BUMP_ETAG = "UPDATE room_key_backup_versions SET etag = etag + 1 WHERE user_id = $1 AND version = $2"
-COUNT_KEYS = "SELECT COUNT(*) FROM room_key_backup_keys WHERE user_id = $1 AND version = $2"
+# One statement, so one snapshot: an etag always comes with the count of the keys it names.
+SELECT_ETAG_AND_COUNT = """
+SELECT v.etag, (SELECT COUNT(*) FROM room_key_backup_keys k
+                WHERE k.user_id = v.user_id AND k.version = v.version) AS count
+FROM room_key_backup_versions v WHERE v.user_id = $1 AND v.version = $2
+"""
 
 _KEY_COLUMNS = "room_id, session_id, first_message_index, forwarded_count, is_verified, session_data"
 SELECT_KEY = f"""
@@ -64,14 +76,23 @@ SELECT_ALL_KEYS = f"""
 SELECT {_KEY_COLUMNS} FROM room_key_backup_keys
 WHERE user_id = $1 AND version = $2 ORDER BY room_id, session_id
 """
-UPSERT_KEY = """
-INSERT INTO room_key_backup_keys (user_id, version, room_id, session_id, first_message_index,
-                                  forwarded_count, is_verified, session_data)
+# The spec's replacement rule in the upsert itself: the WHERE is evaluated against the
+# stored row once the upsert holds it, so two uploads of one session cannot both see
+# "nothing better stored" and the later overwrite the better key. Ties keep the stored key.
+UPSERT_KEY_IF_BETTER = """
+INSERT INTO room_key_backup_keys AS stored (user_id, version, room_id, session_id,
+                                            first_message_index, forwarded_count, is_verified,
+                                            session_data)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (user_id, version, room_id, session_id) DO UPDATE
 SET first_message_index = excluded.first_message_index,
     forwarded_count = excluded.forwarded_count, is_verified = excluded.is_verified,
     session_data = excluded.session_data
+WHERE excluded.is_verified > stored.is_verified
+   OR (excluded.is_verified = stored.is_verified
+       AND (excluded.first_message_index < stored.first_message_index
+            OR (excluded.first_message_index = stored.first_message_index
+                AND excluded.forwarded_count < stored.forwarded_count)))
 """
 DELETE_ALL_KEYS = "DELETE FROM room_key_backup_keys WHERE user_id = $1 AND version = $2"
 DELETE_ROOM_KEYS = """
@@ -117,14 +138,22 @@ class KeyBackupStore:
         await conn.execute(UPDATE_AUTH_DATA, user_id, version, auth_data)
 
     async def delete_version(self, conn: Connection, user_id: str, version: int) -> None:
-        await conn.execute(DELETE_ALL_KEYS, user_id, version)
+        # The version row first, as every writer of its keys locks it (LOCK_VERSION_PG).
         await conn.execute(MARK_DELETED, user_id, version)
+        await conn.execute(DELETE_ALL_KEYS, user_id, version)
+
+    async def lock_version(self, conn: Connection, user_id: str, version: int) -> None:
+        """Serialises writers of one version's keys; held until the transaction ends."""
+        if is_postgres(conn):
+            await conn.fetchval(LOCK_VERSION_PG, user_id, version)
 
     async def bump_etag(self, conn: Connection, user_id: str, version: int) -> None:
         await conn.execute(BUMP_ETAG, user_id, version)
 
-    async def count(self, db: Database | Connection, user_id: str, version: int) -> int:
-        return int(await db.fetchval(COUNT_KEYS, user_id, version))
+    async def etag_and_count(self, db: Database | Connection, user_id: str,
+                             version: int) -> tuple[int, int] | None:
+        r = await db.fetchrow(SELECT_ETAG_AND_COUNT, user_id, version)
+        return None if r is None else (int(r["etag"]), int(r["count"]))
 
     async def get_key(self, db: Database | Connection, user_id: str, version: int,
                       room_id: str, session_id: str) -> BackupKeyRow | None:
@@ -140,10 +169,11 @@ class KeyBackupStore:
         return [_key(r) for r in await db.fetch(SELECT_ALL_KEYS, user_id, version)]
 
     async def put_key(self, conn: Connection, user_id: str, version: int,
-                      key: BackupKeyRow) -> None:
-        await conn.execute(UPSERT_KEY, user_id, version, key.room_id, key.session_id,
-                           key.first_message_index, key.forwarded_count, int(key.is_verified),
-                           key.session_data)
+                      key: BackupKeyRow) -> bool:
+        """Store `key` unless the stored copy of its session is as good; whether it was."""
+        return await conn.execute(UPSERT_KEY_IF_BETTER, user_id, version, key.room_id,
+                                  key.session_id, key.first_message_index, key.forwarded_count,
+                                  int(key.is_verified), key.session_data) > 0
 
     async def delete_keys(self, conn: Connection, user_id: str, version: int, *,
                           room_id: str | None = None, session_id: str | None = None) -> int:

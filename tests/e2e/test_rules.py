@@ -1,25 +1,13 @@
-"""Pure rules: key-backup replacement, version parsing and signed-object checks."""
+"""Pure rules: key-backup version parsing and signed-object checks. (The key-backup
+replacement rule is in SQL: tests/e2e/test_key_backup_replacement.py.)"""
 
 from __future__ import annotations
 
 import signedjson.key
 import signedjson.sign
 
-from homeserver.e2e.key_backup import is_better, parse_version
+from homeserver.e2e.key_backup import parse_version
 from homeserver.e2e.signed_json import has_valid_signature, is_public_key
-from homeserver.storage.key_backup import BackupKeyRow
-
-
-def _key(first: int, forwarded: int, verified: bool) -> BackupKeyRow:
-    return BackupKeyRow("!r:x", "s", first, forwarded, verified, "{}")
-
-
-def test_backup_replacement_order() -> None:
-    assert is_better(_key(9, 9, True), _key(0, 0, False))
-    assert not is_better(_key(0, 0, False), _key(9, 9, True))
-    assert is_better(_key(1, 9, False), _key(2, 0, False))
-    assert is_better(_key(1, 0, False), _key(1, 1, False))
-    assert not is_better(_key(1, 1, False), _key(1, 1, False))
 
 
 def test_parse_version() -> None:
