@@ -16,9 +16,7 @@ import attrs
 import yaml
 
 from homeserver.config import ConfigError
-from homeserver.push.vapid import write_vapid_key
 from homeserver.signing_key import generate_signing_key_file
-from homeserver.tls import write_self_signed_cert
 from homeserver.types import is_valid_server_name
 
 REGISTRATION_POLICIES = ("disabled", "token", "open")
@@ -67,6 +65,11 @@ def generate_config(server_name: str, config_path: str, data_dir: str | None = N
     # would stop verifying if it were replaced.
     if not os.path.exists(files.signing_key_path):
         generate_signing_key_file(files.signing_key_path)
+    # Imported here: both need `cryptography`, which a running server loads only if it
+    # sends web pushes (keeps idle memory down; docs/benchmarks.md).
+    from homeserver.push.vapid import write_vapid_key
+    from homeserver.tls import write_self_signed_cert
+
     # Kept too: browsers' push subscriptions may be bound to this key.
     if not os.path.exists(files.vapid_key_path):
         write_vapid_key(files.vapid_key_path)

@@ -12,15 +12,16 @@ import json
 import os
 import re
 import struct
-from typing import Any
-
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING, Any
 
 from homeserver.push.gateway import prio_of, tweaks_of
 from homeserver.storage.push_queue import QueuedPush
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# `cryptography` is imported where it is used, not here: it costs ~8 MiB of resident
+# memory, and most servers never send a web push (docs/benchmarks.md, idle RSS).
 
 RECORD_SIZE = 4096
 AUTH_SECRET_BYTES = 16
@@ -46,15 +47,22 @@ def p256_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:
     """An uncompressed P-256 point (65 bytes, 0x04 first); ValueError if not on the curve."""
     if len(raw) != 65 or raw[0] != 4:
         raise ValueError("not an uncompressed P-256 point")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
 
 
 def _uncompressed(key: ec.EllipticCurvePublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.X962,
                             serialization.PublicFormat.UncompressedPoint)
 
 
 def _hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
@@ -64,6 +72,9 @@ def encrypt(ua_public_raw: bytes, auth_secret: bytes, plaintext: bytes, *,
     """The aes128gcm body for one message. `salt` and `ephemeral` are only passed by
     tests that need fixed values; otherwise both are fresh per message, as RFC 8291
     requires."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     if len(plaintext) > MAX_PLAINTEXT:
         raise ValueError("web push payload too large")
     ua_public = p256_public_key(ua_public_raw)

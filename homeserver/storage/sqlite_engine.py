@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import logging
 import os
 import re
 import sqlite3
@@ -36,6 +37,7 @@ from typing import Any
 
 from homeserver.storage.database import Connection, Database, DatabaseUnavailable, Row
 
+logger = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 # Transactions that may share one commit. Bounded so the first caller's wait stays short
 # when writers keep arriving.
@@ -178,6 +180,14 @@ class SqliteDatabase(Database):
         # Let a commit in flight finish: its callers are waiting for it.
         while self._committing:
             await asyncio.gather(*self._committing, return_exceptions=True)
+        if self._writer is not None:
+            # Take the writer, so no transaction is open on it, and let the commit
+            # thread finish what is queued (e.g. the undoing of a cancelled BEGIN)
+            # before the connections go.
+            await self._acquire()
+            if self._commit_thread is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self._commit_thread.shutdown)
+                self._commit_thread = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -255,8 +265,11 @@ class SqliteDatabase(Database):
             await asyncio.shield(begun)
         except asyncio.CancelledError:
             # The BEGIN may still run on the thread after we give up; the commit thread
-            # runs one job at a time, so a ROLLBACK queued behind it undoes it.
-            loop.run_in_executor(self._commit_thread, _rollback_if_open, writer)
+            # runs one job at a time, so a ROLLBACK queued behind it undoes it. Nobody
+            # waits for either any more: their outcome is only logged if it is an error
+            # other than the database having been closed meanwhile.
+            begun.add_done_callback(_consume)
+            loop.run_in_executor(self._commit_thread, _rollback_if_open, writer).add_done_callback(_consume)
             raise
         return _Batch(loop)
 
@@ -310,6 +323,13 @@ class SqliteDatabase(Database):
 
 def _run(conn: sqlite3.Connection, sql: str) -> None:
     conn.execute(sql).close()
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        error = future.exception()
+        if not isinstance(error, sqlite3.ProgrammingError):  # closed meanwhile: expected
+            logger.error("SQLite background job failed: %r", error)
 
 
 def _begin_unless_open(conn: sqlite3.Connection) -> None:
