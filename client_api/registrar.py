@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from client_api.endpoint import Auth, ClientRequest, Endpoint, JsonResponse, parse_json_object
@@ -44,9 +45,18 @@ class Authenticator(Protocol):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(text=text, status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(body=encode_json(body), status=status, content_type="application/json",
+                        charset="utf-8", headers=headers)
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON. orjson is several times faster than `json` on big /sync
+    bodies; what it refuses (integer dict keys, integers beyond 64 bits, lone
+    surrogates) goes through `json`, escaped to ASCII so any string encodes."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def error_response(err: MatrixError) -> web.Response:
