@@ -70,8 +70,12 @@ def compute_event_id(pdu_json: JsonDict, room_version: RoomVersion) -> str:
         if not isinstance(event_id, str):
             raise EventFormatError("v1/v2 event has no string 'event_id'")
         return event_id
-    digest = compute_reference_hash(pdu_json, room_version)
-    if fmt is EventIdFormat.V2:
+    return event_id_from_reference_hash(compute_reference_hash(pdu_json, room_version), room_version)
+
+
+def event_id_from_reference_hash(digest: bytes, room_version: RoomVersion) -> str:
+    """`$` + the reference hash: standard base64 in v3, URL-safe from v4 (both unpadded)."""
+    if room_version.event_id_format is EventIdFormat.V2:
         return "$" + encode_base64(digest)
     return "$" + encode_base64(digest, urlsafe=True)
 

@@ -191,3 +191,22 @@ def test_empty_state_key_is_kept(spec_key: SigningKey) -> None:
               "state_key": "", "content": {"topic": "t"}}  # fmt: skip
     pdu = build(V["12"], spec_key, fields, [], [])
     assert pdu.is_state() and pdu.state_key == ""
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_one_pass_signing_matches_sign_event(version: str, spec_key: SigningKey) -> None:
+    """The builder encodes the redacted event once for both signature and event ID; the
+    result is byte for byte what the general `sign_event` path produces."""
+    from homeserver.events.signing import sign_event
+
+    rv = V[version]
+    create = create_event(rv, spec_key)
+    msg = build(rv, spec_key,
+                {"type": "m.room.member", "sender": f"@alice:{HS}", "room_id": create.room_id,
+                 "state_key": f"@alice:{HS}",
+                 "content": {"membership": "join", "displayname": "Alice ☃", "extra": [1, {"b": 2}]}},
+                [create], [create.event_id], auth_events_by_id={create.event_id: create})
+    unsigned = {k: v for k, v in msg.get_json().items() if k not in ("signatures", "hashes")}
+    reference = sign_event(unsigned, rv, HS, spec_key)
+    assert msg.get_json() == reference
+    assert msg.event_id == Pdu(reference, rv).event_id
