@@ -90,6 +90,28 @@ class PersistedEvent:
 
 
 @attrs.define
+class _BatchView:
+    """What the sends of one batch (one room, one transaction) already know, so the next
+    send does not read it again: the room row, its forward extremities and the events
+    loaded or created so far. Updated only after a send's savepoint succeeded, so a
+    failed send leaves no trace here either. Nobody else writes the room meanwhile: the
+    batch holds the room lock (and on PostgreSQL the room's advisory lock)."""
+
+    room: RoomRow | None = None
+    extremities: list[str] | None = None
+    pdus: dict[str, Pdu] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class _Learned:
+    """What persisting one event taught the batch (applied to _BatchView on success)."""
+
+    room: RoomRow
+    extremities: list[str]
+    pdus: dict[str, Pdu]
+
+
+@attrs.define
 class _QueuedSend:
     fields: Mapping[str, Any]
     txn: TxnKey | None
@@ -150,7 +172,7 @@ class EventPersister:
                                                 now, is_public)
                 empty = await self._stores.state.create_snapshot(conn, pdu.room_id, None, {})
                 before = StateBefore(pdu.room_id, empty, False, ())
-                persisted = await self._persist(conn, pdu, before, None)
+                persisted, _, _ = await self._persist(conn, pdu, before, None)
             await self._notify(persisted)
             return persisted
         raise RuntimeError("could not find a free room ID")
@@ -188,12 +210,22 @@ class EventPersister:
         try:
             async with self._db.transaction() as conn:
                 await self._stores.events.lock_room(conn, room_id)
+                view = _BatchView()
                 for send in batch:
                     try:
                         async with conn.savepoint():
-                            outcomes.append(await self._persist_one(conn, send))
+                            persisted, learned = await self._persist_one(conn, send, view)
                     except Exception as e:  # this send's own failure (auth, format, ...)
                         outcomes.append(e)
+                        continue
+                    outcomes.append(persisted)
+                    if learned is not None:
+                        view.room, view.extremities = learned.room, learned.extremities
+                        if persisted.pdu.type == "m.room.redaction":
+                            # A redacted auth event must be re-read in its redacted form.
+                            view.pdus.clear()
+                        else:
+                            view.pdus.update(learned.pdus)
         except BaseException as e:
             # The commit (or the transaction) failed, or we were cancelled: nothing of
             # the batch is stored.
@@ -209,28 +241,36 @@ class EventPersister:
             if isinstance(outcome, PersistedEvent) and not outcome.deduplicated:
                 await self._notify(outcome)
 
-    async def _persist_one(self, conn: Connection, send: _QueuedSend) -> PersistedEvent:
+    async def _persist_one(self, conn: Connection, send: _QueuedSend,
+                           view: _BatchView) -> tuple[PersistedEvent, _Learned | None]:
         if send.txn is not None:
             earlier = await self._by_txn(conn, send.txn)
             if earlier is not None:
-                return earlier
-        return await self._build_and_persist(conn, send.fields, send.txn)
+                return earlier, None
+        return await self._build_and_persist(conn, send.fields, send.txn, view)
 
     async def _build_and_persist(self, conn: Connection, fields: Mapping[str, Any],
-                                 txn: TxnKey | None) -> PersistedEvent:
-        room = await self._stores.rooms.get(conn, fields["room_id"])
+                                 txn: TxnKey | None,
+                                 view: _BatchView) -> tuple[PersistedEvent, _Learned]:
+        room = view.room or await self._stores.rooms.get(conn, fields["room_id"])
         if room is None:
             raise NotFound("Unknown room")
         room_version = get_room_version(room.room_version)
         assert room_version is not None
-        before = await self._state_before_local(conn, room, room_version)
+        extremities = view.extremities
+        if extremities is None:
+            extremities = await self._stores.events.forward_extremities(conn, room.room_id)
+        before = await self._state_before_local(conn, room, room_version, extremities)
         wanted = auth_types_for_event(room_version, fields["type"], fields["sender"],
                                       fields.get("state_key"), fields.get("content") or {})
         state_ids = await read_entries(conn, self._stores, before, [*wanted, CREATE_KEY])
         auth_ids = select_auth_event_ids(room_version, fields, state_ids)
         create_id = state_ids.get(CREATE_KEY)
-        pdus = await self._stores.events.get_pdus(
-            conn, [*auth_ids, *before.prev_event_ids, *([create_id] if create_id else [])])
+        needed = [*auth_ids, *before.prev_event_ids, *([create_id] if create_id else [])]
+        pdus = {i: view.pdus[i] for i in needed if i in view.pdus}
+        missing = [i for i in needed if i not in pdus]
+        if missing:
+            pdus.update(await self._stores.events.get_pdus(conn, missing))
         prev = [pdus[p] for p in before.prev_event_ids if p in pdus]
         pdu = self._build(room_version, fields, prev, auth_ids, pdus)
         auth_map = {pdus[a].state_pair(): pdus[a] for a in auth_ids}
@@ -240,7 +280,12 @@ class EventPersister:
         except AuthError as e:
             raise Forbidden(f"Event not allowed: {e}") from None
         validated = pdu.type == "m.room.redaction" and _may_redact(pdu, auth_map, create)
-        return await self._persist(conn, pdu, before, txn, redaction_validated=validated)
+        persisted, new_extremities, new_current = await self._persist(
+            conn, pdu, before, txn, redaction_validated=validated,
+            extremities=extremities, room=room)
+        pdus[pdu.event_id] = pdu
+        learned = _Learned(attrs.evolve(room, current_snapshot_id=new_current), new_extremities, pdus)
+        return persisted, learned
 
     def _build(self, room_version: RoomVersion, fields: Mapping[str, Any], prev: list[Pdu],
                auth_ids: list[str], auth_by_id: Mapping[str, Pdu], *,
@@ -260,8 +305,7 @@ class EventPersister:
         return pdu
 
     async def _state_before_local(self, conn: Connection, room: RoomRow,
-                                  room_version: RoomVersion) -> StateBefore:
-        extremities = await self._stores.events.forward_extremities(conn, room.room_id)
+                                  room_version: RoomVersion, extremities: list[str]) -> StateBefore:
         prev_ids = tuple(extremities[:MAX_PREV_EVENTS])
         if len(prev_ids) == len(extremities) and room.current_snapshot_id is not None:
             return StateBefore(room.room_id, room.current_snapshot_id, True, prev_ids)
@@ -270,9 +314,13 @@ class EventPersister:
         return StateBefore(room.room_id, snapshot, False, prev_ids)
 
     async def _persist(self, conn: Connection, pdu: Pdu, before: StateBefore,
-                       txn: TxnKey | None, *, redaction_validated: bool = False) -> PersistedEvent:
+                       txn: TxnKey | None, *, redaction_validated: bool = False,
+                       extremities: list[str] | None = None, room: RoomRow | None = None,
+                       ) -> tuple[PersistedEvent, list[str], int]:
         """Step 3 of the pipeline: every row derived from the event, in the caller's
-        transaction."""
+        transaction. Returns the event, the room's forward extremities and its current
+        state snapshot afterwards; `extremities` and `room` are what the caller already
+        read in this transaction (read here when None)."""
         stores = self._stores
         room_id = pdu.room_id
         ordering = await streams.next_position(conn, EVENTS_STREAM)
@@ -285,7 +333,8 @@ class EventPersister:
                                                        {key: pdu.event_id})
         await stores.events.insert(conn, pdu, stream_ordering=ordering, replaces_state=replaces)
         await stores.state.set_event_state(conn, pdu.event_id, room_id, before.snapshot_id, after)
-        await self._update_extremities_and_current(conn, pdu, before, after)
+        new_extremities, new_current = await self._update_extremities_and_current(
+            conn, pdu, before, after, extremities, room)
         if pdu.type == "m.room.member" and pdu.state_key is not None:
             await stores.memberships.insert(
                 conn, event_id=pdu.event_id, room_id=room_id, user_id=pdu.state_key,
@@ -298,17 +347,22 @@ class EventPersister:
                                         pdu.event_id, room_id, self._clock.time_ms())
         for writer in self.derived_writers:
             await writer(conn, pdu, ordering)
-        return PersistedEvent(pdu, ordering)
+        return PersistedEvent(pdu, ordering), new_extremities, new_current
 
-    async def _update_extremities_and_current(self, conn: Connection, pdu: Pdu,
-                                              before: StateBefore, after: int) -> None:
+    async def _update_extremities_and_current(
+            self, conn: Connection, pdu: Pdu, before: StateBefore, after: int,
+            extremities: list[str] | None, room: RoomRow | None) -> tuple[list[str], int]:
+        """Returns the new forward extremities and current state snapshot."""
         stores = self._stores
         room_id = pdu.room_id
-        extremities = await stores.events.forward_extremities(conn, room_id)
+        if extremities is None:
+            extremities = await stores.events.forward_extremities(conn, room_id)
         remaining = [e for e in extremities if e not in pdu.prev_event_ids]
         await stores.events.update_extremities(conn, room_id, remove=pdu.prev_event_ids,
                                                add=[pdu.event_id])
-        room = await stores.rooms.get(conn, room_id)
+        new_extremities = [*remaining, pdu.event_id]
+        if room is None:
+            room = await stores.rooms.get(conn, room_id)
         assert room is not None
         if not remaining:
             new_current = after
@@ -321,7 +375,7 @@ class EventPersister:
                     snapshots.append(event_state.after)
             new_current = await resolve_snapshots(conn, stores, room_id, room_version, snapshots)
         if new_current == room.current_snapshot_id:
-            return
+            return new_extremities, new_current
         if before.is_current and new_current == after and pdu.is_state():
             # The common case: one event on top of the current state changes one key.
             changes: dict[tuple[str, str], str | None] = {pdu.state_pair(): pdu.event_id}
@@ -331,6 +385,7 @@ class EventPersister:
             changes = diff_states(old, await stores.state.get_state(conn, new_current))
         await stores.current_state.apply_delta(conn, room_id, changes)
         await stores.rooms.set_current_snapshot(conn, room_id, new_current)
+        return new_extremities, new_current
 
     async def _by_txn(self, conn: Connection, txn: TxnKey) -> PersistedEvent | None:
         event_id = await self._stores.txn_ids.get(conn, txn.user_id, txn.device_id, txn.txn_id)

@@ -199,3 +199,36 @@ async def test_a_send_cancelled_while_queued_is_never_persisted(rooms: RoomServi
         await doomed
     assert await _count(database, "SELECT COUNT(*) FROM events") == count + 1
     assert rooms.persister._queued == {}
+
+
+async def test_a_batch_builds_each_event_on_the_one_before(rooms: RoomService, database: Database) -> None:
+    """Within a batch, later sends see what earlier ones changed (state, extremities,
+    auth events) without re-reading it: the graph stays linear and the current state
+    is the state after the last event."""
+    room_id = await make_room(rooms)
+
+    def send(fields: dict[str, object]) -> object:
+        return rooms.persister.send({"room_id": room_id, "sender": ALICE, **fields})
+
+    results = await asyncio.gather(
+        send({"type": "m.room.message", "content": {"body": "1"}}),
+        send({"type": "m.room.name", "state_key": "", "content": {"name": "first"}}),
+        send({"type": "m.room.message", "content": {"body": "2"}}),
+        send({"type": "m.room.power_levels", "state_key": "",
+              "content": {"users": {BOB: 50}, "events_default": 50}}),
+        send({"type": "m.room.name", "state_key": "", "content": {"name": "second"}}),
+        send({"type": "m.room.message", "content": {"body": "3"}}))
+    persisted = [r for r in results if isinstance(r, PersistedEvent)]
+    assert len(persisted) == 6
+    for earlier, later in zip(persisted, persisted[1:], strict=False):
+        assert later.pdu.prev_event_ids == [earlier.event_id]
+    # The last message was authorised by the power levels sent in the same batch.
+    assert persisted[3].event_id in persisted[5].pdu.auth_event_ids
+    async with database.connection() as conn:
+        assert await rooms.stores.events.forward_extremities(conn, room_id) == [persisted[-1].event_id]
+        current = await rooms.stores.current_state.get_state(conn, room_id)
+        last_state = await rooms.stores.state.get_event_state(conn, persisted[-1].event_id)
+        assert last_state is not None
+        assert await rooms.stores.state.get_state(conn, last_state.after) == current
+    assert current[("m.room.name", "")] == persisted[4].event_id
+    assert current[("m.room.power_levels", "")] == persisted[3].event_id
