@@ -22,6 +22,7 @@ from homeserver.state.power_levels import get_user_power_level
 from homeserver.storage.database import Connection
 
 DISPLAY_NAME_MEMO_SIZE = 100_000
+AUDIENCE_CACHE_ROOMS = 1_000
 _POWER_LEVELS = ("m.room.power_levels", "")
 _CREATE = ("m.room.create", "")
 
@@ -65,13 +66,26 @@ class RoomAudience:
 
     @classmethod
     async def load(cls, conn: Connection, stores: RoomStores, room_id: str,
-                   suffix: str) -> RoomAudience:
-        members = await stores.memberships.members(conn, room_id, ("join",))
+                   suffix: str, cache: AudienceCache | None = None) -> RoomAudience:
+        """The room's audience at its current state. With `cache`, reused while the
+        room's current state snapshot is the same one: a snapshot ID names one exact
+        state, so an entry for it can never be stale."""
+        snapshot_id = None
+        if cache is not None:
+            room = await stores.rooms.get(conn, room_id)
+            snapshot_id = room.current_snapshot_id if room is not None else None
+            cached = cache.get(room_id, snapshot_id)
+            if cached is not None:
+                return attrs.evolve(cached, names=None)
+        members = await stores.memberships.joined(conn, room_id)
         state = await stores.current_state.get_entries(conn, room_id, [_POWER_LEVELS, _CREATE])
         pdus = await stores.events.get_pdus(conn, list(state.values()))
-        return cls(room_id, {m.user_id: m.event_id for m in members if m.user_id.endswith(suffix)},
-                   len(members), pdus.get(state.get(_POWER_LEVELS, "")),
-                   pdus.get(state.get(_CREATE, "")))
+        audience = cls(room_id, {u: e for u, e in members.items() if u.endswith(suffix)},
+                       len(members), pdus.get(state.get(_POWER_LEVELS, "")),
+                       pdus.get(state.get(_CREATE, "")))
+        if cache is not None and snapshot_id is not None:
+            cache.put(room_id, snapshot_id, audience)
+        return attrs.evolve(audience, names=None)
 
     def targets(self, pdu: Pdu, suffix: str) -> list[str]:
         """The local users to evaluate for: joined members but the sender, and the
@@ -95,3 +109,27 @@ class RoomAudience:
         if self.names is None:
             self.names = await memo.of(conn, self.local_members)
         return self.names
+
+
+class AudienceCache:
+    """room ID -> (current state snapshot ID, its RoomAudience), bounded LRU.
+
+    Spares a busy room the member list read on every evaluator pass; the room row
+    (one indexed read) tells whether the snapshot moved."""
+
+    def __init__(self, size: int = AUDIENCE_CACHE_ROOMS):
+        self._size = size
+        self._entries: OrderedDict[str, tuple[int, RoomAudience]] = OrderedDict()
+
+    def get(self, room_id: str, snapshot_id: int | None) -> RoomAudience | None:
+        entry = self._entries.get(room_id)
+        if entry is None or snapshot_id is None or entry[0] != snapshot_id:
+            return None
+        self._entries.move_to_end(room_id)
+        return entry[1]
+
+    def put(self, room_id: str, snapshot_id: int, audience: RoomAudience) -> None:
+        self._entries[room_id] = (snapshot_id, audience)
+        self._entries.move_to_end(room_id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)

@@ -39,7 +39,7 @@ import attrs
 
 from homeserver.clock import Clock
 from homeserver.events.pdu import Pdu
-from homeserver.push.audience import DisplayNames, RoomAudience
+from homeserver.push.audience import AudienceCache, DisplayNames, RoomAudience
 from homeserver.push.default_plan import DefaultPlan
 from homeserver.push.evaluator import CompiledRuleset, highlights, notifies
 from homeserver.push.rules_service import PushRules
@@ -106,6 +106,7 @@ class BulkPushEvaluator:
         self._rules = rules
         self._notifications = notifications
         self._names = DisplayNames(stores)
+        self._audiences = AudienceCache()
         self._clock = clock
         self._suffix = ":" + server_name
         self._queue: deque[PersistedEvent] = deque()
@@ -191,7 +192,7 @@ class BulkPushEvaluator:
         for room_id in sorted(rooms):
             try:
                 audiences[room_id] = await RoomAudience.load(conn, self._stores, room_id,
-                                                             self._suffix)
+                                                             self._suffix, self._audiences)
             except Exception:
                 # Its events fail below and are stepped past, like any bad event.
                 logger.exception("push evaluation could not read room %s", room_id)

@@ -301,3 +301,26 @@ async def test_a_bad_event_is_stepped_past_and_the_rest_recorded(
     assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (2, 0)}}
     assert await PushPositionStore().evaluated_upto(database) == \
         await current_position(database, "events")
+
+
+async def test_a_cached_audience_follows_membership_changes(
+        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+    """The room's audience is reused across passes only while its current state is the
+    same: a member who joins (or leaves) is counted from the next event on."""
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    push = evaluator(rooms, database, clock)
+    await send(rooms, ALICE, room_id, "before carol")
+    await push.catch_up()
+    await send(rooms, ALICE, room_id, "still before carol")  # same state: cached audience
+    await push.catch_up()
+    await rooms.membership.join(CAROL, room_id)
+    await send(rooms, ALICE, room_id, "carol is here")
+    await push.catch_up()
+    await rooms.membership.leave(BOB, room_id)
+    await send(rooms, ALICE, room_id, "bob has gone")
+    await push.catch_up()
+    rows = await database.fetch(
+        "SELECT user_id, COUNT(*) AS n FROM notifications WHERE room_id = $1 GROUP BY user_id", room_id)
+    # Bob: the first three messages (not the one after he left); Carol: the last two.
+    assert {r["user_id"]: r["n"] for r in rows} == {BOB: 3, CAROL: 2}
