@@ -12,9 +12,15 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow is imported where pixels are touched, not at module import: ~3 MiB of resident
+# memory a server that never thumbnails does not need (docs/benchmarks.md, idle RSS).
 
 # Formats we decode. Others (PSD, EPS via Ghostscript, ...) widen the attack surface for
 # no use in chat.
@@ -50,6 +56,8 @@ class Thumbnailer:
 
     def render(self, source: Path, requests: list[Request], animated: bool = False) -> list[Rendered]:
         """Render every requested size from one decode of `source`."""
+        from PIL import Image, ImageOps
+
         with self._open(source) as image:
             if animated and getattr(image, "is_animated", False):
                 return [self._render_animated(image, r) for r in requests]
@@ -61,6 +69,8 @@ class Thumbnailer:
             return [self._render_still(image, r) for r in requests]
 
     def _open(self, source: Path) -> Image.Image:
+        from PIL import Image, UnidentifiedImageError
+
         try:
             # Pillow's own bomb check warns (an error in tests) or raises at its global
             # limit; ours is checked explicitly below against the configured one.
@@ -111,6 +121,8 @@ class Thumbnailer:
 
 
 def _resize(image: Image.Image, req: Request) -> Image.Image:
+    from PIL import Image, ImageOps
+
     if req.method == "crop":
         # Never upscale: shrink the target box, keeping its aspect ratio, to fit the source.
         factor = min(1.0, image.width / req.width, image.height / req.height)
