@@ -26,6 +26,10 @@ class ClientEventLoader:
         self._clock = clock
         self._aggregations = aggregations
 
+    def now_ms(self) -> int:
+        """The clock `unsigned.age` is computed with."""
+        return self._clock.time_ms()
+
     async def format(self, conn: Connection, events: Sequence[StoredEvent], *, user_id: str,
                      device_id: str | None, include_room_id: bool = True,
                      bundle_aggregations: bool = True) -> list[JsonDict]:

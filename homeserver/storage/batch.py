@@ -8,6 +8,7 @@ constant and the values stay parameters.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +16,10 @@ from homeserver.storage.database import Connection, Row
 
 
 def is_postgres(conn: Connection) -> bool:
-    from homeserver.storage.postgres_engine import PostgresConnection
-
-    return isinstance(conn, PostgresConnection)
+    # Not an import: on SQLite it would load asyncpg (tens of ms) in the middle of the
+    # first request that asks. A PostgresConnection exists only once its module is loaded.
+    engine = sys.modules.get("homeserver.storage.postgres_engine")
+    return engine is not None and isinstance(conn, engine.PostgresConnection)
 
 
 async def fetch_for_ids(conn: Connection, pg_sql: str, sqlite_sql: str,

@@ -2,12 +2,20 @@
 
 Events are stored in federation format as canonical JSON; the room version comes from
 the `rooms` row, so every read joins it (a PDU cannot be interpreted without it).
+
+Parsed events are kept in a bounded LRU by event ID: a row never changes once committed
+(redactions are rows of their own, applied when an event is served, see
+rooms/event_loader.py), so a cached event needs no invalidation. Only rows known to be
+committed enter it: timeline events at or below the highest events-stream position a
+reader has seen outside any transaction (`note_committed`). A row read inside a
+transaction may still be rolled back, and an outlier has no position to vouch for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
@@ -75,6 +83,12 @@ WHERE e.room_id = $1 AND e.stream_ordering <= $2 AND e.stream_ordering > $3
   AND e.rejected_reason IS NULL
 ORDER BY e.stream_ordering DESC LIMIT $4
 """
+# Every room's timeline events in (from, to], oldest first: what a wake-up brings.
+SELECT_STREAM_RANGE = f"""
+SELECT {_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id
+WHERE e.stream_ordering > $1 AND e.stream_ordering <= $2 AND e.rejected_reason IS NULL
+ORDER BY e.stream_ordering ASC LIMIT $3
+"""
 SELECT_LAST_AT = """
 SELECT event_id FROM events
 WHERE room_id = $1 AND stream_ordering <= $2 AND rejected_reason IS NULL
@@ -115,7 +129,51 @@ def room_lock_key(room_id: str) -> int:
     return int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big", signed=True)
 
 
+# About 2 KB each (parsed JSON): the default keeps a few thousand hot events, enough for
+# the timelines and state of a busy user's initial sync, in a few tens of MB at most.
+DEFAULT_CACHE_SIZE = 10_000
+
+
 class EventStore:
+    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE):
+        self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+        self._cache_size = cache_size
+        self._committed = 0
+
+    def note_committed(self, position: int) -> None:
+        """Events-stream `position` was read outside any transaction: every timeline
+        event at or below it is committed for good, so it may be cached."""
+        if position > self._committed:
+            self._committed = position
+
+    def cached(self, event_id: str) -> StoredEvent | None:
+        """The event if it is in the cache (no query)."""
+        event = self._cache.get(event_id)
+        if event is not None:
+            self._cache.move_to_end(event_id)
+        return event
+
+    def _remember(self, event: StoredEvent) -> None:
+        position = event.stream_ordering
+        if position is None or position > self._committed or event.outlier:
+            return
+        self._cache[event.event_id] = event
+        self._cache.move_to_end(event.event_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def rows_to_events(self, rows: Sequence[Row]) -> list[StoredEvent]:
+        """Rows selected with this module's event columns, parsed (or taken from the
+        cache) and remembered."""
+        out = []
+        for row in rows:
+            event = self.cached(row["event_id"])
+            if event is None:
+                event = _row_to_event(row)
+                self._remember(event)
+            out.append(event)
+        return out
+
     async def lock_room(self, conn: Connection, room_id: str) -> None:
         """Serialise writers of one room across processes until the transaction ends.
         SQLite needs nothing: its single write transaction already serialises them."""
@@ -137,13 +195,26 @@ class EventStore:
             await conn.executemany(INSERT_AUTH, [(pdu.event_id, a) for a in pdu.auth_event_ids])
 
     async def get(self, conn: Connection, event_id: str) -> StoredEvent | None:
+        event = self.cached(event_id)
+        if event is not None:
+            return event
         row = await conn.fetchrow(SELECT_ONE, event_id)
-        return None if row is None else _row_to_event(row)
+        return None if row is None else self.rows_to_events([row])[0]
 
     async def get_many(self, conn: Connection, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
         """The events we have among `event_ids` (missing ones are absent from the result)."""
-        rows = await fetch_for_ids(conn, SELECT_MANY_PG, SELECT_MANY_SQLITE, list(dict.fromkeys(event_ids)))
-        return {row["event_id"]: _row_to_event(row) for row in rows}
+        found: dict[str, StoredEvent] = {}
+        missing = []
+        for event_id in dict.fromkeys(event_ids):
+            event = self.cached(event_id)
+            if event is None:
+                missing.append(event_id)
+            else:
+                found[event_id] = event
+        if missing:
+            rows = await fetch_for_ids(conn, SELECT_MANY_PG, SELECT_MANY_SQLITE, missing)
+            found.update((e.event_id, e) for e in self.rows_to_events(rows))
+        return found
 
     async def get_pdus(self, conn: Connection, event_ids: Sequence[str]) -> dict[str, Pdu]:
         return {eid: ev.pdu for eid, ev in (await self.get_many(conn, event_ids)).items()}
@@ -152,13 +223,20 @@ class EventStore:
                                   to_inclusive: int, limit: int) -> list[StoredEvent]:
         """Timeline events with `from < stream_ordering <= to`, oldest first."""
         rows = await conn.fetch(SELECT_STREAM_FORWARD, room_id, from_exclusive, to_inclusive, limit)
-        return [_row_to_event(r) for r in rows]
+        return self.rows_to_events(rows)
 
     async def room_events_backward(self, conn: Connection, room_id: str, from_inclusive: int,
                                    to_exclusive: int, limit: int) -> list[StoredEvent]:
         """Timeline events with `to < stream_ordering <= from`, newest first."""
         rows = await conn.fetch(SELECT_STREAM_BACKWARD, room_id, from_inclusive, to_exclusive, limit)
-        return [_row_to_event(r) for r in rows]
+        return self.rows_to_events(rows)
+
+    async def stream_range(self, conn: Connection, from_exclusive: int, to_inclusive: int,
+                           limit: int) -> list[StoredEvent] | None:
+        """Timeline events of every room with `from < stream_ordering <= to`, oldest
+        first; None (nothing parsed) when there are more than `limit`."""
+        rows = await conn.fetch(SELECT_STREAM_RANGE, from_exclusive, to_inclusive, limit + 1)
+        return None if len(rows) > limit else self.rows_to_events(rows)
 
     async def last_event_at(self, conn: Connection, room_id: str, stream_ordering: int) -> str | None:
         """The room's latest timeline event at or before a stream position."""

@@ -6,17 +6,24 @@ Lists travel as one parameter: a PostgreSQL array, or JSON text that SQLite unpa
 JSON on both engines. PostgreSQL reads each window with a LATERAL subquery; SQLite, which
 has no LATERAL, with a correlated `IN (... LIMIT)` subquery over the unique
 stream_ordering index. Both read only the rows they return, never a room's whole history.
+
+Two answers never change once committed and are kept in bounded LRUs: which snapshots an
+event sits between (`event_states`), and a snapshot's full state (`snapshot_states`).
+Sync reads them outside any transaction, so what it caches is committed; the returned
+maps are shared and must not be mutated.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
 
 from homeserver.storage.batch import fetch_for_ids, is_postgres
 from homeserver.storage.database import Connection, Row
+from homeserver.storage.memberships import Membership
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -136,6 +143,17 @@ ORDER BY stream_ordering
 VISIBILITY_CHANGES_PG = _VISIBILITY_CHANGES.format("= ANY($1::text[])")
 VISIBILITY_CHANGES_SQLITE = _VISIBILITY_CHANGES.format("IN (SELECT value FROM json_each($1))")
 
+# --- the current memberships of several users (the syncs woken together) -------------
+
+_MEMBERSHIPS_OF_USERS = """
+SELECT m.room_id, m.user_id, m.membership, m.event_id, m.sender, m.stream_ordering, m.forgotten
+FROM current_state c JOIN room_memberships m ON m.event_id = c.event_id
+WHERE c.type = 'm.room.member' AND c.state_key {}
+ORDER BY m.stream_ordering
+"""
+MEMBERSHIPS_OF_USERS_PG = _MEMBERSHIPS_OF_USERS.format("= ANY($1::text[])")
+MEMBERSHIPS_OF_USERS_SQLITE = _MEMBERSHIPS_OF_USERS.format("IN (SELECT value FROM json_each($1))")
+
 # --- users whose presence a user may see ---------------------------------------------
 
 SHARED_ROOM_USERS = """
@@ -187,7 +205,21 @@ async def _fetch_for_ints(conn: Connection, pg_sql: str, sqlite_sql: str,
     return await conn.fetch(sqlite_sql, json.dumps(list(ids)))
 
 
+# Bounds of the caches: state entries summed over the cached snapshots (a 2,000-member
+# room's snapshot is 2,000 of them), and events.
+SNAPSHOT_CACHE_ENTRIES = 50_000
+EVENT_STATE_CACHE_SIZE = 20_000
+
+
 class SyncQueries:
+    def __init__(self, *, snapshot_cache_entries: int = SNAPSHOT_CACHE_ENTRIES,
+                 event_state_cache_size: int = EVENT_STATE_CACHE_SIZE):
+        self._snapshots: OrderedDict[int, StateMap] = OrderedDict()
+        self._snapshot_entries = 0
+        self._max_snapshot_entries = snapshot_cache_entries
+        self._event_states: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._max_event_states = event_state_cache_size
+
     async def recent_events(self, conn: Connection, windows: Sequence[Window],
                             limit: int) -> dict[str, list[RecentEvent]]:
         """room -> its newest `limit` timeline events in (low, high], newest first."""
@@ -212,16 +244,53 @@ class SyncQueries:
     async def event_states(self, conn: Connection,
                            event_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """event -> (snapshot before, snapshot after)."""
-        rows = await fetch_for_ids(conn, EVENT_STATES_PG, EVENT_STATES_SQLITE,
-                                   list(dict.fromkeys(event_ids)))
-        return {r["event_id"]: (int(r["before_snapshot_id"]), int(r["after_snapshot_id"]))
-                for r in rows}
+        found: dict[str, tuple[int, int]] = {}
+        missing = []
+        for event_id in dict.fromkeys(event_ids):
+            cached = self._event_states.get(event_id)
+            if cached is None:
+                missing.append(event_id)
+            else:
+                self._event_states.move_to_end(event_id)
+                found[event_id] = cached
+        rows = await fetch_for_ids(conn, EVENT_STATES_PG, EVENT_STATES_SQLITE, missing)
+        for r in rows:
+            pair = (int(r["before_snapshot_id"]), int(r["after_snapshot_id"]))
+            found[r["event_id"]] = self._event_states[r["event_id"]] = pair
+            if len(self._event_states) > self._max_event_states:
+                self._event_states.popitem(last=False)
+        return found
 
     async def snapshot_states(self, conn: Connection,
                               snapshot_ids: Sequence[int]) -> dict[int, StateMap]:
         """snapshot -> its full state, for several snapshots in one query."""
-        rows = await _fetch_for_ints(conn, SNAPSHOTS_PG, SNAPSHOTS_SQLITE,
-                                     list(dict.fromkeys(snapshot_ids)))
+        states: dict[int, StateMap] = {}
+        missing = []
+        for snapshot_id in dict.fromkeys(snapshot_ids):
+            cached = self._snapshots.get(snapshot_id)
+            if cached is None:
+                missing.append(snapshot_id)
+            else:
+                self._snapshots.move_to_end(snapshot_id)
+                states[snapshot_id] = cached
+        if missing:
+            loaded = await self._load_snapshots(conn, missing)
+            for snapshot_id, state in loaded.items():
+                self._cache_snapshot(snapshot_id, state)
+            states.update(loaded)
+        return states
+
+    def _cache_snapshot(self, snapshot_id: int, state: StateMap) -> None:
+        if len(state) > self._max_snapshot_entries // 4:
+            return  # one huge room would push everything else out
+        self._snapshots[snapshot_id] = state
+        self._snapshot_entries += len(state)
+        while self._snapshot_entries > self._max_snapshot_entries:
+            _, dropped = self._snapshots.popitem(last=False)
+            self._snapshot_entries -= len(dropped)
+
+    async def _load_snapshots(self, conn: Connection, snapshot_ids: list[int]) -> dict[int, StateMap]:
+        rows = await _fetch_for_ints(conn, SNAPSHOTS_PG, SNAPSHOTS_SQLITE, snapshot_ids)
         # The nearest link of a chain wins; a NULL event ID there deletes the key.
         nearest: dict[int, dict[StateKey, tuple[int, str | None]]] = {}
         for r in rows:
@@ -275,6 +344,19 @@ class SyncQueries:
             value = content.get("history_visibility") if isinstance(content, dict) else None
             found.setdefault(r["room_id"], []).append(
                 (int(r["stream_ordering"]), value if isinstance(value, str) else "shared"))
+        return found
+
+    async def memberships_of_users(self, conn: Connection,
+                                   user_ids: Sequence[str]) -> dict[str, list[Membership]]:
+        """user -> their current membership in every room we know of, oldest first (as
+        MembershipStore.rooms_for_user, for several users in one query)."""
+        rows = await fetch_for_ids(conn, MEMBERSHIPS_OF_USERS_PG, MEMBERSHIPS_OF_USERS_SQLITE,
+                                   list(dict.fromkeys(user_ids)))
+        found: dict[str, list[Membership]] = {u: [] for u in user_ids}
+        for r in rows:
+            found[r["user_id"]].append(Membership(
+                r["room_id"], r["user_id"], r["membership"], r["event_id"], r["sender"],
+                r["stream_ordering"], bool(r["forgotten"])))
         return found
 
     async def shared_room_users(self, conn: Connection, user_id: str) -> set[str]:

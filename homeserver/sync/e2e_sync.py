@@ -11,11 +11,15 @@ position instead on an empty read would leave the token behind every notificatio
 user ever had, and a long-poll would be woken again at once, forever.
 
 A device's messages are deleted when it syncs with a `since` past them (`acknowledge`):
-until then a response lost on the way is simply sent again.
+until then a response lost on the way is simply sent again. The position each device was
+last acknowledged up to is remembered (bounded LRU), so the syncs that follow with the
+same `since`, nearly all of them, cost no write: no message can appear at or below a
+position once it has been read as committed.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from homeserver.sync.sync_result import E2eSection, SyncRequest
@@ -26,6 +30,7 @@ JsonDict = dict[str, Any]
 # Synapse sends at most 100 per sync too; a client catching up gets the rest at once
 # on its next sync, because a non-empty result is never held back.
 TO_DEVICE_LIMIT = 100
+ACKED_MEMO_SIZE = 50_000
 
 
 class ToDeviceInbox(Protocol):
@@ -51,11 +56,24 @@ class E2eSync:
         self._inbox = inbox
         self._device_lists = device_lists
         self._keys = keys
+        # (user, device) -> position up to which its messages are already deleted.
+        self._acked: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     async def acknowledge(self, request: SyncRequest, since: SyncToken | None) -> None:
         """The device synced with `since`: it holds every message up to that position."""
-        if since is not None and request.device_id is not None and since[TO_DEVICE] > 0:
-            await self._inbox.ack_to_device(request.user_id, request.device_id, since[TO_DEVICE])
+        if since is None or request.device_id is None or since[TO_DEVICE] <= 0:
+            return
+        key = (request.user_id, request.device_id)
+        position = since[TO_DEVICE]
+        if self._acked.get(key, 0) >= position:
+            self._acked.move_to_end(key)
+            return
+        await self._inbox.ack_to_device(request.user_id, request.device_id, position)
+        if position > self._acked.get(key, 0):
+            self._acked[key] = position
+            self._acked.move_to_end(key)
+            if len(self._acked) > ACKED_MEMO_SIZE:
+                self._acked.popitem(last=False)
 
     async def read(self, request: SyncRequest, since: SyncToken | None,
                    current: SyncToken) -> tuple[E2eSection, SyncToken]:
@@ -71,8 +89,11 @@ class E2eSync:
         if device_id is None:
             return E2eSection(changed=sorted(changed), left=sorted(left)), current
         start = 0 if since is None else since[TO_DEVICE]
-        messages, next_pos = await self._inbox.to_device_since(
-            user_id, device_id, start, TO_DEVICE_LIMIT, to_pos=current[TO_DEVICE])
+        messages: list[JsonDict] = []
+        next_pos = max(start, current[TO_DEVICE])
+        if current[TO_DEVICE] > start:  # else there is nothing new to read
+            messages, next_pos = await self._inbox.to_device_since(
+                user_id, device_id, start, TO_DEVICE_LIMIT, to_pos=current[TO_DEVICE])
         section = E2eSection(
             to_device=messages, changed=sorted(changed), left=sorted(left),
             one_time_keys_count=await self._keys.one_time_key_counts(user_id, device_id),

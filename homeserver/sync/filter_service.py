@@ -30,13 +30,17 @@ def _parse_id(filter_id: str) -> int | None:
 
 class FilterService:
     """Filters never change once stored, so the parsed ones are cached (bounded LRU)
-    without invalidation; /sync resolves its filter on every request."""
+    without invalidation; /sync resolves its filter on every request. So are inline
+    filters, by their text: a client long-polling sends the same one every time."""
 
-    def __init__(self, db: Database, store: FilterStore, *, cache_size: int = 10_000):
+    def __init__(self, db: Database, store: FilterStore, *, cache_size: int = 10_000,
+                 inline_cache_size: int = 1_000):
         self._db = db
         self._store = store
         self._cache: OrderedDict[tuple[str, int], tuple[dict[str, Any], Filter]] = OrderedDict()
         self._cache_size = cache_size
+        self._inline: OrderedDict[str, Filter] = OrderedDict()
+        self._inline_size = inline_cache_size
 
     async def create(self, user_id: str, body: dict[str, Any]) -> str:
         """Validate and store; returns the filter ID (never starting with '{')."""
@@ -81,17 +85,29 @@ class FilterService:
         if param is None or param == "":
             return DEFAULT_FILTER
         if param.startswith("{"):
-            try:
-                body = json.loads(param, parse_constant=_reject_constant)
-            except (ValueError, RecursionError):
-                raise NotJson("The filter parameter is not valid JSON") from None
-            if not isinstance(body, dict):
-                raise BadJson("A filter must be a JSON object")
-            return parse_filter(body)
+            return self._inline_filter(param)
         try:
             return await self.get(user_id, param)
         except NotFound:
             raise InvalidParam("No such filter") from None
+
+
+    def _inline_filter(self, param: str) -> Filter:
+        cached = self._inline.get(param)
+        if cached is not None:
+            self._inline.move_to_end(param)
+            return cached
+        try:
+            body = json.loads(param, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise NotJson("The filter parameter is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadJson("A filter must be a JSON object")
+        parsed = parse_filter(body)
+        self._inline[param] = parsed
+        if len(self._inline) > self._inline_size:
+            self._inline.popitem(last=False)
+        return parsed
 
 
 def _reject_constant(name: str) -> Any:

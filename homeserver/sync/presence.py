@@ -7,7 +7,9 @@ without activity they become unavailable. Idleness is detected by one timer per 
 user, not by a sweeping loop: the timer is armed once and, when it fires, re-arms itself
 for the remainder if the user was active meanwhile, so activity itself never touches it.
 Activity is written at most once per `ACTIVITY_GRANULARITY_MS` per user, because it is
-reported on every request and presence is not worth a write per request.
+reported on every request and presence is not worth a write per request; the rows this
+service wrote last are kept (bounded LRU), so activity within that interval costs no
+read either. This service is presence's only writer, so they are what the database holds.
 
 With `enabled=False` (the operator turned presence off) every write is a no-op and
 everybody reads as offline.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any
 
@@ -37,6 +40,12 @@ OFFLINE = "offline"
 STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 ACTIVITY_GRANULARITY_MS = 60_000
 DEFAULT_IDLE_TIMEOUT_MS = 5 * 60_000
+WRITTEN_CACHE_SIZE = 50_000
+
+
+def _recently_active(row: PresenceRow | None, now: int) -> bool:
+    return (row is not None and row.state == ONLINE and row.currently_active
+            and now - row.last_active_ts < ACTIVITY_GRANULARITY_MS)
 
 
 class PresenceService:
@@ -53,6 +62,7 @@ class PresenceService:
         self._idle_ms = idle_timeout_ms
         self._idle_timers: dict[str, TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._written: OrderedDict[str, PresenceRow] = OrderedDict()
 
     async def set_presence(self, user_id: str, state: str, status_msg: str | None = None) -> None:
         """PUT /presence/{userId}/status (the caller is that user)."""
@@ -70,9 +80,10 @@ class PresenceService:
         if not self.enabled:
             return
         now = self._clock.time_ms()
+        if _recently_active(self._written.get(user_id), now):
+            return
         current = await self._store.get(self._db, user_id)
-        if (current is not None and current.state == ONLINE and current.currently_active
-                and now - current.last_active_ts < ACTIVITY_GRANULARITY_MS):
+        if _recently_active(current, now):
             return
         await self._write(user_id, ONLINE, current.status_msg if current else None, now, True)
 
@@ -113,6 +124,11 @@ class PresenceService:
         async with self._db.transaction() as conn:
             stream_id = await self._store.upsert(conn, user_id, state, status_msg,
                                                  last_active_ts, currently_active)
+        self._written[user_id] = PresenceRow(user_id, state, status_msg, last_active_ts,
+                                             currently_active, stream_id)
+        self._written.move_to_end(user_id)
+        if len(self._written) > WRITTEN_CACHE_SIZE:
+            self._written.popitem(last=False)
         rooms = await self._membership.joined_rooms(user_id)
         self._notifier.notify(PRESENCE, stream_id, users=(user_id,), rooms=rooms)
         if state == ONLINE:

@@ -1,7 +1,9 @@
 """Room summaries (joined rooms) and stripped state (invites and knocks) for /sync.
 
 Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync (RoomSummary)
-and #stripped-state. Both are read for all rooms of a sync in a fixed number of queries.
+and #stripped-state. Both are read for all rooms of a sync in a fixed number of queries;
+summaries are shared by the syncs at one events position (sync/shared_reads.py), each
+user leaving themself out of the heroes afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.room_plan import RoomPlan
+from homeserver.sync.shared_reads import SharedReads
 
 JsonDict = dict[str, Any]
 MAX_HEROES = 5
@@ -23,28 +26,37 @@ STRIPPED_TYPES = ("m.room.create", "m.room.name", "m.room.avatar", "m.room.topic
 
 
 class RoomExtras:
-    def __init__(self, stores: RoomStores, queries: SyncQueries):
+    def __init__(self, stores: RoomStores, queries: SyncQueries, shared: SharedReads):
         self._stores = stores
         self._queries = queries
+        self._shared = shared
 
-    async def summaries(self, conn: Connection, user_id: str,
-                        room_ids: Sequence[str]) -> dict[str, JsonDict]:
-        """room -> RoomSummary. Heroes: the first joined or invited members by stream
-        ordering, else the first who left or were banned; never the user."""
+    async def summaries(self, user_id: str, room_ids: Sequence[str],
+                        position: int) -> dict[str, JsonDict]:
+        """room -> RoomSummary as of events `position`. Heroes: the first joined or
+        invited members by stream ordering, else the first who left or were banned;
+        never the user. Takes connections of its own (see shared_reads.py)."""
         if not room_ids:
             return {}
-        counts = await self._queries.member_counts(conn, room_ids)
-        candidates = await self._queries.hero_candidates(conn, room_ids, user_id, MAX_HEROES)
+        # One more than shown: the user may be among the first and is left out.
+        bases = await self._shared.summaries(position, room_ids, MAX_HEROES + 1)
         out = {}
         for room_id in room_ids:
-            present, others = candidates.get(room_id, ([], []))
-            room_counts = counts.get(room_id, {})
+            base = bases[room_id]
             out[room_id] = {
-                "m.heroes": (present or others)[:MAX_HEROES],
-                "m.joined_member_count": room_counts.get("join", 0),
-                "m.invited_member_count": room_counts.get("invite", 0),
+                "m.heroes": _heroes(user_id, base.present, base.others),
+                "m.joined_member_count": base.counts.get("join", 0),
+                "m.invited_member_count": base.counts.get("invite", 0),
             }
         return out
+
+    async def heroes(self, conn: Connection, user_id: str,
+                     room_ids: Sequence[str]) -> dict[str, list[str]]:
+        """room -> the summary's `m.heroes`, read on the caller's connection."""
+        if not room_ids:
+            return {}
+        candidates = await self._queries.hero_candidates(conn, room_ids, user_id, MAX_HEROES)
+        return {r: _heroes(user_id, *candidates.get(r, ([], []))) for r in room_ids}
 
     async def stripped_states(self, conn: Connection,
                               plans: Sequence[RoomPlan]) -> dict[str, list[JsonDict]]:
@@ -69,3 +81,9 @@ class RoomExtras:
                              "sender": p.sender}
                             for p in (stored[e] for e in dict.fromkeys(ids) if e in stored)]
         return out
+
+
+def _heroes(user_id: str, present: list[str], others: list[str]) -> list[str]:
+    """The first joined or invited members, else the first who left; never the user."""
+    present = [u for u in present if u != user_id]
+    return (present or [u for u in others if u != user_id])[:MAX_HEROES]

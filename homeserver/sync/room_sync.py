@@ -15,7 +15,11 @@ Members are re-sent even when the client may have them (we keep no per-device re
 what a client holds, so `include_redundant_members` is always in effect).
 
 Every step reads all rooms in one query, so a sync costs the same number of queries for
-one room or a thousand.
+one room or a thousand, and a step whose answer would go unused is not taken (an
+incremental room whose timeline is not limited needs no state at all without lazy
+loading). An incremental sync takes its rooms' new events from the shared stream window
+and their client format from the shared formats (sync/shared_reads.py) when it can, and
+formats only what is personal to the user itself.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ import attrs
 from homeserver.rooms.event_loader import ClientEventLoader
 from homeserver.rooms.stores import RoomStores
 from homeserver.rooms.tokens import stream_token
-from homeserver.storage.database import Connection
+from homeserver.storage.database import Connection, Database
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.sync_queries import StateMap, SyncQueries, Window
 from homeserver.sync.filters import Filter, RoomEventFilter
 from homeserver.sync.room_plan import JOIN, RoomPlan
+from homeserver.sync.shared_reads import SharedReads, StreamWindow, is_personal, personal_copy
 from homeserver.sync.sync_result import Timeline
 from homeserver.sync.sync_visibility import needs_check, visible_events
 
@@ -47,11 +52,14 @@ class _Room:
     """Work in progress for one room."""
 
     plan: RoomPlan
-    window: list[str]  # event IDs of the timeline window, oldest first (before filtering)
-    oldest_position: int | None
+    window: list[StoredEvent]  # the timeline window, oldest first (before filtering)
     limited: bool
     timeline: list[StoredEvent] = attrs.field(factory=list)
     state_ids: list[str] = attrs.field(factory=list)
+
+    @property
+    def oldest_position(self) -> int | None:
+        return self.window[0].stream_ordering if self.window else None
 
 
 @attrs.frozen
@@ -60,50 +68,99 @@ class RoomContent:
     state: list[JsonDict]
 
 
+@attrs.frozen
+class PreparedRooms:
+    """The rooms of one sync with their timeline and state events chosen, not yet
+    formatted (`RoomSync.read`, then `RoomSync.format`)."""
+
+    rooms: list[_Room]
+    state_events: dict[str, StoredEvent]
+
+
 def _pdu_view(event: StoredEvent) -> Mapping[str, Any]:
     pdu = event.pdu
     return {"type": pdu.type, "sender": pdu.sender, "room_id": pdu.room_id, "content": pdu.content}
 
 
 class RoomSync:
-    def __init__(self, stores: RoomStores, loader: ClientEventLoader, queries: SyncQueries):
+    def __init__(self, stores: RoomStores, loader: ClientEventLoader, queries: SyncQueries,
+                 shared: SharedReads):
         self._stores = stores
         self._loader = loader
         self._queries = queries
+        self._shared = shared
 
-    async def rooms(self, conn: Connection, user_id: str, device_id: str | None,
-                    plans: Sequence[RoomPlan], sync_filter: Filter, *, use_state_after: bool,
-                    extra_members: Mapping[str, set[str]],
-                    ignored: frozenset[str] = frozenset()) -> dict[str, RoomContent]:
-        """Timeline and state of each planned join/leave room. `extra_members`: room ->
-        users whose membership a lazy-loading client needs besides the senders (heroes).
-        Timeline events of `ignored` senders are left out (spec: #ignoring-users)."""
-        if not plans:
-            return {}
-        rooms = await self._windows(conn, plans, sync_filter.room.timeline)
+    async def read(self, conn: Connection, user_id: str, plans: Sequence[RoomPlan],
+                   sync_filter: Filter, *, use_state_after: bool,
+                   extra_members: Mapping[str, set[str]], ignored: frozenset[str] = frozenset(),
+                   window: StreamWindow | None = None) -> PreparedRooms:
+        """Timeline and state events of each planned join/leave room. `extra_members`:
+        room -> users whose membership a lazy-loading client needs besides the senders
+        (heroes). Timeline events of `ignored` senders are left out (spec:
+        #ignoring-users). `window`: the new events of an incremental sync, when shared."""
+        rooms = await self._windows(conn, plans, sync_filter.room.timeline, window)
         await self._fill_timelines(conn, user_id, rooms, sync_filter.room.timeline, ignored)
         await self._fill_state(conn, user_id, rooms, sync_filter.room.state, use_state_after,
                                extra_members)
-        return await self._format(conn, user_id, device_id, rooms, sync_filter)
+        return PreparedRooms(rooms, await self._state_events(conn, rooms, sync_filter.room.state))
+
+    async def format(self, db: Database, user_id: str, device_id: str | None,
+                     prepared: PreparedRooms, sync_filter: Filter,
+                     shared_at: int | None) -> dict[str, RoomContent]:
+        """Each room's timeline and state in the filter's event format. `shared_at`: the
+        events position of an incremental sync, whose formats are shared by the syncs at
+        that position (only what is personal is formatted for the user). Takes
+        connections of its own and must be called holding none (see shared_reads.py)."""
+        rooms, stored = prepared.rooms, prepared.state_events
+        # One formatting pass for every event of every room keeps its queries batched.
+        ordered = [e for r in rooms for e in r.timeline]
+        ordered += [stored[e] for r in rooms for e in r.state_ids]
+        if sync_filter.event_format == "federation":
+            by_id = {e.event_id: dict(e.pdu.get_json()) for e in ordered}
+        else:
+            by_id = await self._client_format(db, user_id, device_id, ordered, shared_at)
+        by_id = {k: sync_filter.project(v) for k, v in by_id.items()}
+        out = {}
+        for room in rooms:
+            prev = (room.oldest_position - 1) if room.oldest_position is not None else room.plan.high
+            timeline = Timeline([by_id[e.event_id] for e in room.timeline], room.limited,
+                                stream_token(prev))
+            out[room.plan.room_id] = RoomContent(timeline, [by_id[e] for e in room.state_ids])
+        return out
 
     async def _windows(self, conn: Connection, plans: Sequence[RoomPlan],
-                       timeline_filter: RoomEventFilter) -> list[_Room]:
+                       timeline_filter: RoomEventFilter,
+                       shared: StreamWindow | None) -> list[_Room]:
+        if not plans:
+            return []
         limit = timeline_filter.limit_or(DEFAULT_TIMELINE_LIMIT)
+        from_shared: dict[str, list[StoredEvent]] = {}
+        to_read = []
+        for plan in plans:
+            if shared is not None and shared.covers(plan.low, plan.high):
+                from_shared[plan.room_id] = shared.room_events(plan.room_id, plan.low, plan.high)
+            else:
+                to_read.append(plan)
         # One more than asked for tells whether the window was limited.
         recent = await self._queries.recent_events(
-            conn, [Window(p.room_id, p.low, p.high) for p in plans], limit + 1)
+            conn, [Window(p.room_id, p.low, p.high) for p in to_read], limit + 1)
+        stored = await self._stores.events.get_many(
+            conn, [e.event_id for events in recent.values() for e in events[:limit]])
         rooms = []
         for plan in plans:
-            newest_first = recent.get(plan.room_id, [])
-            kept = newest_first[:limit][::-1]
-            rooms.append(_Room(plan, [e.event_id for e in kept],
-                               kept[0].stream_ordering if kept else None,
-                               len(newest_first) > limit))
+            if plan.room_id in from_shared:
+                events = from_shared[plan.room_id]
+                kept, limited = events[max(0, len(events) - limit):], len(events) > limit
+            else:
+                newest_first = recent.get(plan.room_id, [])
+                kept = [stored[e.event_id] for e in newest_first[:limit][::-1]
+                        if e.event_id in stored]
+                limited = len(newest_first) > limit
+            rooms.append(_Room(plan, kept, limited))
         return rooms
 
     async def _fill_timelines(self, conn: Connection, user_id: str, rooms: list[_Room],
                               timeline_filter: RoomEventFilter, ignored: frozenset[str]) -> None:
-        stored = await self._stores.events.get_many(conn, [e for r in rooms for e in r.window])
         check = [r for r in rooms
                  if needs_check(r.plan.membership.membership,
                                 r.plan.membership_position if r.plan.section == JOIN else None,
@@ -117,7 +174,7 @@ class RoomSync:
             visibility = await self._queries.visibility_changes(conn, room_ids)
         checked = {id(r) for r in check}
         for room in rooms:
-            events = [stored[e] for e in room.window if e in stored]
+            events = room.window
             if id(room) in checked:
                 events = visible_events(user_id, events, history.get(room.plan.room_id, []),
                                         visibility.get(room.plan.room_id, []))
@@ -128,40 +185,46 @@ class RoomSync:
                           state_filter: RoomEventFilter, use_state_after: bool,
                           extra_members: Mapping[str, set[str]]) -> None:
         lazy = state_filter.lazy_load_members
-        first_states = await self._queries.event_states(conn, [r.window[0] for r in rooms if r.window])
-        points = [(r.plan.room_id, r.plan.high) for r in rooms]
-        points += [(r.plan.room_id, r.plan.low) for r in rooms if not r.plan.full]
+        needs = {id(r): _StateNeeds.of(r, lazy, use_state_after) for r in rooms}
+        first_states = await self._queries.event_states(
+            conn, [r.window[0].event_id for r in rooms if r.window and needs[id(r)].start])
+        points = [(r.plan.room_id, r.plan.high) for r in rooms
+                  if needs[id(r)].end or (needs[id(r)].start and not r.window)]
+        points += [(r.plan.room_id, r.plan.low) for r in rooms if needs[id(r)].since]
         at = await self._queries.snapshots_at(conn, points)
 
         def end(room: _Room) -> int | None:
             return at.get((room.plan.room_id, room.plan.high))
 
         def start(room: _Room) -> int | None:
-            if room.window and room.window[0] in first_states:
-                return first_states[room.window[0]][0]
+            if room.window and room.window[0].event_id in first_states:
+                return first_states[room.window[0].event_id][0]
             return end(room)
 
         def since(room: _Room) -> int | None:
             return at.get((room.plan.room_id, room.plan.low))
 
-        wanted: set[int] = set()
+        wanted: set[int | None] = set()
         for room in rooms:
-            boundary = end(room) if use_state_after else start(room)
-            needs_diff = not room.plan.full and (use_state_after or room.limited)
-            for snapshot in (boundary, since(room) if needs_diff else None,
-                             start(room) if lazy else None):
-                if snapshot is not None:
-                    wanted.add(snapshot)
-        states = await self._queries.snapshot_states(conn, sorted(wanted))
+            need = needs[id(room)]
+            if need.shown:
+                wanted.add(end(room) if use_state_after else start(room))
+            if need.since:
+                wanted.add(since(room))
+            if need.start:
+                wanted.add(start(room))
+        states = await self._queries.snapshot_states(conn, sorted(s for s in wanted if s is not None))
 
         def state(snapshot: int | None) -> StateMap:
             return states.get(snapshot, {}) if snapshot is not None else {}
 
         for room in rooms:
-            shown = state(end(room) if use_state_after else start(room))
+            if not needs[id(room)].any():
+                continue
+            shown = state(end(room) if use_state_after else start(room)) if needs[id(room)].shown else {}
             if room.plan.full:
                 entries = dict(shown)
-            elif use_state_after or room.limited:
+            elif needs[id(room)].since:
                 before = state(since(room))
                 entries = {k: v for k, v in shown.items() if before.get(k) != v}
             else:
@@ -174,8 +237,10 @@ class RoomSync:
                     # Heroes name a room only when it has no name or alias of its own.
                     if not any((t, "") in shown for t in NAMING_TYPES):
                         keep |= extra_members.get(room.plan.room_id, set())
-                senders = {k: v for k, v in state(start(room)).items()
-                           if k[0] == MEMBER and k[1] in keep}
+                at_start = state(start(room)) if keep else {}
+                # By key, not by scanning: a big room's state has thousands of members.
+                senders = {(MEMBER, u): at_start[(MEMBER, u)] for u in sorted(keep)
+                           if (MEMBER, u) in at_start}
                 entries = {k: v for k, v in entries.items()
                            if k[0] != MEMBER or k in gap_members or k[1] in keep}
                 entries.update({k: v for k, v in senders.items() if k not in entries})
@@ -183,27 +248,60 @@ class RoomSync:
             room.state_ids = [eid for key, eid in sorted(entries.items())
                               if eid not in in_timeline and state_filter.matches_type(key[0])]
 
-    async def _format(self, conn: Connection, user_id: str, device_id: str | None,
-                      rooms: list[_Room], sync_filter: Filter) -> dict[str, RoomContent]:
-        state_filter = sync_filter.room.state
+    async def _state_events(self, conn: Connection, rooms: list[_Room],
+                            state_filter: RoomEventFilter) -> dict[str, StoredEvent]:
         stored = await self._stores.events.get_many(conn, [e for r in rooms for e in r.state_ids])
         for room in rooms:
             state = [stored[e] for e in room.state_ids if e in stored]
             room.state_ids = [e.event_id for e in state if state_filter.matches(_pdu_view(e))]
-        # One formatting pass for every event of every room keeps its queries batched.
-        ordered = [e for r in rooms for e in r.timeline]
-        ordered += [stored[e] for r in rooms for e in r.state_ids]
-        if sync_filter.event_format == "federation":
-            formatted = [dict(e.pdu.get_json()) for e in ordered]
-        else:
-            formatted = await self._loader.format(conn, ordered, user_id=user_id,
-                                                  device_id=device_id, include_room_id=False)
-        formatted = [sync_filter.project(e) for e in formatted]
-        by_id = {e.event_id: f for e, f in zip(ordered, formatted, strict=True)}
-        out = {}
-        for room in rooms:
-            prev = (room.oldest_position - 1) if room.oldest_position is not None else room.plan.high
-            timeline = Timeline([by_id[e.event_id] for e in room.timeline], room.limited,
-                                stream_token(prev))
-            out[room.plan.room_id] = RoomContent(timeline, [by_id[e] for e in room.state_ids])
+        return stored
+
+    async def _client_format(self, db: Database, user_id: str, device_id: str | None,
+                             events: list[StoredEvent], shared_at: int | None) -> dict[str, JsonDict]:
+        """event -> client format for this user: shared formats copied where nothing in
+        them is personal, the rest formatted for the user."""
+        events = list({e.event_id: e for e in events}.values())
+        out: dict[str, JsonDict] = {}
+        personal = events
+        if shared_at is not None and events:
+            base = await self._shared.formats(shared_at, events)
+            now = self._loader.now_ms()
+            personal = []
+            for event in events:
+                formatted = base.get(event.event_id)
+                if formatted is None or is_personal(user_id, event, formatted):
+                    personal.append(event)
+                else:
+                    out[event.event_id] = personal_copy(formatted, now)
+        if personal:
+            async with db.connection() as conn:
+                formatted_list = await self._loader.format(conn, personal, user_id=user_id,
+                                                           device_id=device_id,
+                                                           include_room_id=False)
+            out.update((e.event_id, f) for e, f in zip(personal, formatted_list, strict=True))
         return out
+
+
+@attrs.frozen
+class _StateNeeds:
+    """Which snapshots a room's state needs: the one shown (`shown`: at the start of the
+    timeline, or its end with use_state_after), the one at `since` to diff against, the
+    one at the start for lazy-loaded members; `end` when the room's end is needed."""
+
+    shown: bool
+    since: bool
+    start: bool
+    end: bool
+
+    @classmethod
+    def of(cls, room: _Room, lazy: bool, use_state_after: bool) -> _StateNeeds:
+        full = room.plan.full
+        diff = not full and (use_state_after or room.limited)
+        shown = full or diff
+        # Lazy members: the senders' (and on a full room the user's and heroes') entries.
+        start = lazy and (full or bool(room.timeline))
+        return cls(shown=shown, since=diff, start=start or (shown and not use_state_after),
+                   end=shown and use_state_after)
+
+    def any(self) -> bool:
+        return self.shown or self.since or self.start

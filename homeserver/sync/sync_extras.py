@@ -25,6 +25,7 @@ from homeserver.sync.tokens import ACCOUNT_DATA, PRESENCE, RECEIPTS, TYPING, Syn
 from homeserver.sync.typing import TypingService
 
 JsonDict = dict[str, Any]
+PRESENCE_TYPE = "m.presence"
 
 
 @attrs.frozen
@@ -55,10 +56,15 @@ class SyncExtras:
         """Takes one connection at a time and none while the receipt and presence
         services take theirs: holding one while waiting for another deadlocks once
         as many syncs do so at once as there are connections (two SQLite readers)."""
-        async with db.connection() as conn:
-            global_data, room_data = await self._account_data_changes(
-                conn, request, since, current, by_section[JOIN] + by_section[LEAVE])
-            audience = await self._presence_audience(conn, request, since, current)
+        global_data: list[JsonDict] = []
+        room_data: dict[str, list[JsonDict]] = {}
+        audience = None
+        plans = by_section[JOIN] + by_section[LEAVE]
+        if self._wants_account_data(since, current, plans) or self._wants_presence(request, since, current):
+            async with db.connection() as conn:
+                global_data, room_data = await self._account_data_changes(
+                    conn, request, since, current, plans)
+                audience = await self._presence_audience(conn, request, since, current)
         return Extras(
             ephemeral=await self._ephemeral(request, since, current, by_section[JOIN]),
             room_account_data=room_data,
@@ -121,11 +127,25 @@ class SyncExtras:
                 rooms[room_id] = kept
         return global_events, rooms
 
+    @staticmethod
+    def _wants_account_data(since: SyncToken | None, current: SyncToken,
+                            plans: Sequence[RoomPlan]) -> bool:
+        """Whether the account-data stream moved, or a room is seen in full."""
+        start = 0 if since is None else since[ACCOUNT_DATA]
+        return start < current[ACCOUNT_DATA] or (since is not None and any(p.full for p in plans))
+
+    @staticmethod
+    def _wants_presence(request: SyncRequest, since: SyncToken | None, current: SyncToken) -> bool:
+        """Whether the presence stream moved and the filter lets presence through."""
+        start = 0 if since is None else since[PRESENCE]
+        presence_filter = request.filter.presence
+        return (start < current[PRESENCE] and presence_filter.limit != 0
+                and presence_filter.matches_type(PRESENCE_TYPE))
+
     async def _presence_audience(self, conn: Connection, request: SyncRequest,
                                  since: SyncToken | None, current: SyncToken) -> set[str] | None:
         """The users whose presence this sync may show; None when it shows none."""
-        start = 0 if since is None else since[PRESENCE]
-        if start >= current[PRESENCE] or request.filter.presence.limit == 0:
+        if not self._wants_presence(request, since, current):
             return None
         return set(await self._queries.shared_room_users(conn, request.user_id)) | {request.user_id}
 

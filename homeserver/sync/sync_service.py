@@ -12,12 +12,19 @@ ranges: nothing is sent twice and nothing is skipped.
 Long-poll: an empty incremental result waits on the notifier for any stream relevant to
 the user to move past `next_batch`, then recomputes; a wake-up that turns out to bring
 nothing visible (the notifier may wake spuriously) waits again for the remaining time.
+A request whose `since` is the current token has nothing to compute: it goes straight to
+waiting (a client re-polls right after every response), and computes only once woken or
+at its timeout.
+
+Many syncs woken by one event share their reads (sync/shared_reads.py) and the current
+token (tokens.CurrentTokenReader); what remains per user is what is personal to them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -27,13 +34,15 @@ from homeserver.rooms.event_loader import ClientEventLoader
 from homeserver.rooms.persistence import PersistedEvent
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection, Database
+from homeserver.storage.memberships import Membership
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.e2e_sync import E2eSync
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.presence import PresenceService
 from homeserver.sync.room_extras import RoomExtras
 from homeserver.sync.room_plan import INVITE, JOIN, KNOCK, LEAVE, RoomPlan, plan_rooms
-from homeserver.sync.room_sync import RoomContent, RoomSync
+from homeserver.sync.room_sync import PreparedRooms, RoomSync
+from homeserver.sync.shared_reads import PerUserBatch, SharedReads, StreamWindow
 from homeserver.sync.sync_extras import SyncExtras
 from homeserver.sync.sync_result import (
     OFFLINE,
@@ -45,11 +54,14 @@ from homeserver.sync.sync_result import (
     SyncRequest,
     SyncResult,
 )
-from homeserver.sync.tokens import EVENTS, TYPING, SyncToken, current_token
+from homeserver.sync.tokens import EVENTS, TYPING, CurrentTokenReader, SyncToken
 from homeserver.sync.typing import TypingService
 
 logger = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
+# Users whose joined rooms (as of their last sync's events position) are remembered for
+# a long-poll that has nothing to compute.
+JOINED_MEMO_SIZE = 10_000
 
 
 class UnreadCounts(Protocol):
@@ -94,8 +106,9 @@ class SyncService:
         self._db = db
         self._stores = stores
         self._queries = queries or SyncQueries()
-        self._rooms = RoomSync(stores, loader, self._queries)
-        self._room_extras = RoomExtras(stores, self._queries)
+        self._shared = SharedReads(db, stores.events, loader, self._queries)
+        self._rooms = RoomSync(stores, loader, self._queries, self._shared)
+        self._room_extras = RoomExtras(stores, self._queries, self._shared)
         self._extras = extras
         self._typing = typing
         self._presence = presence
@@ -103,35 +116,101 @@ class SyncService:
         self._counts = counts or NoUnreadCounts()
         self._ignored = ignored
         self._e2e = e2e
+        self._tokens = CurrentTokenReader(
+            db, lambda: {TYPING: typing.position},
+            on_read=lambda token: stores.events.note_committed(token[EVENTS]))
+        # user -> (events position, rooms joined then), from the user's last computed sync.
+        self._joined: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
+        self._memberships = PerUserBatch(self._read_memberships)
 
     async def current_token(self) -> SyncToken:
-        return await current_token(self._db, {TYPING: self._typing.position})
+        return await self._tokens.read()
 
     async def sync(self, request: SyncRequest) -> SyncResult:
         """One /sync request: at once when there is something (or nothing to wait for),
         else when something arrives or `timeout_ms` passes."""
         await self._update_presence(request)
-        current = await self.current_token()
-        since = request.since.clamp(current) if request.since is not None else None
-        if request.since is not None and since != request.since:
-            logger.info("sync token %s from the future for %s; clamped to %s",
-                        request.since, request.user_id, since)
-        if self._e2e is not None and request.acknowledges_since:
-            await self._e2e.acknowledge(request, since)
-        result, joined = await self._compute(request, since, current)
-        if since is None or request.full_state or not result.is_empty():
-            return result
+        since = request.since
+        joined = self._quiet_since(request, since)
+        result: SyncResult | None = None
+        if since is not None and joined is not None:
+            # Nothing notified after the client's token: nothing to read until woken.
+            waiting_from = since
+            if self._e2e is not None and request.acknowledges_since:
+                await self._e2e.acknowledge(request, since)
+        else:
+            current = await self.current_token()
+            since = self._clamp(request, current)
+            if self._e2e is not None and request.acknowledges_since:
+                await self._e2e.acknowledge(request, since)
+            if since is not None and since == current and not request.full_state:
+                waiting_from, joined = since, await self._joined_rooms(request.user_id, since)
+            else:
+                result, joined = await self._compute(request, since, current)
+                if since is None or request.full_state or not result.is_empty():
+                    return result
+                waiting_from = result.next_batch
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout_ms / 1000
         while (remaining := deadline - loop.time()) > 0:
-            woke = await self._notifier.wait_for(request.user_id, result.next_batch, joined,
+            woke = await self._notifier.wait_for(request.user_id, waiting_from, joined,
                                                  int(remaining * 1000))
             if not woke:
                 break
             result, joined = await self._compute(request, since, await self.current_token())
             if not result.is_empty():
                 break
+            waiting_from = result.next_batch
+        if result is None:
+            result, _ = await self._compute(request, since, await self.current_token())
         return result
+
+    @staticmethod
+    def _clamp(request: SyncRequest, current: SyncToken) -> SyncToken | None:
+        if request.since is None:
+            return None
+        since = request.since.clamp(current)
+        if since != request.since:
+            logger.info("sync token %s from the future for %s; clamped to %s",
+                        request.since, request.user_id, since)
+        return since
+
+    def _quiet_since(self, request: SyncRequest, since: SyncToken | None) -> frozenset[str] | None:
+        """The rooms to wait on when a long-poll can wait without reading anything: the
+        client's token is one this server handed out (not from the future), the user's
+        joined rooms at it are remembered, and nothing for the user or those rooms was
+        notified after it (a write notifies once committed, so waiting misses nothing).
+        None otherwise."""
+        if since is None or request.full_state:
+            return None
+        last = self._tokens.last
+        remembered = self._joined.get(request.user_id)
+        if (last is None or not last.is_after_or_eq(since) or remembered is None
+                or remembered[0] != since[EVENTS]):
+            return None
+        if self._notifier.has_update(request.user_id, since, remembered[1]):
+            return None
+        self._joined.move_to_end(request.user_id)
+        return remembered[1]
+
+    async def _joined_rooms(self, user_id: str, at: SyncToken) -> frozenset[str]:
+        """The rooms to wait on: remembered from the user's last sync when it was at the
+        same events position, else read."""
+        remembered = self._joined.get(user_id)
+        if remembered is not None and remembered[0] == at[EVENTS]:
+            return remembered[1]
+        memberships = await self._memberships.get(user_id)
+        return frozenset(m.room_id for m in memberships if m.membership == JOIN)
+
+    async def _read_memberships(self, user_ids: list[str]) -> dict[str, list[Membership]]:
+        async with self._db.connection() as conn:
+            return await self._queries.memberships_of_users(conn, user_ids)
+
+    def _remember_joined(self, user_id: str, position: int, joined: frozenset[str]) -> None:
+        self._joined[user_id] = (position, joined)
+        self._joined.move_to_end(user_id)
+        if len(self._joined) > JOINED_MEMO_SIZE:
+            self._joined.popitem(last=False)
 
     async def acknowledge(self, request: SyncRequest, token: SyncToken) -> None:
         """The device confirms it processed everything up to `token` (WebSocket acks)."""
@@ -156,11 +235,17 @@ class SyncService:
         sync_filter = request.filter
         ignored = (await self._ignored.ignored_users(request.user_id)
                    if self._ignored is not None else frozenset())
+        # Incremental: every room's new events, read once for all syncs at this position
+        # (before taking a connection: see shared_reads.py).
+        window = (await self._shared.window(since[EVENTS], current[EVENTS])
+                  if since is not None else None)
+        # Read after `current` was, with those of the other syncs asking meanwhile.
+        memberships = await self._memberships.get(request.user_id)
+        newest = max((m.stream_ordering or 0 for m in memberships), default=0)
+        if newest > current[EVENTS]:
+            # The window no longer covers the rooms' ranges; they are read instead.
+            current = current.copy_with(EVENTS, newest)
         async with self._db.connection() as conn:
-            memberships = await self._stores.memberships.rooms_for_user(conn, request.user_id)
-            newest = max((m.stream_ordering or 0 for m in memberships), default=0)
-            if newest > current[EVENTS]:
-                current = current.copy_with(EVENTS, newest)
             plans = plan_rooms(memberships, since=None if since is None else since[EVENTS],
                                current=current[EVENTS], room_filter=sync_filter.room,
                                full_state=request.full_state)
@@ -169,13 +254,28 @@ class SyncService:
                 # Spec: invites from ignored users are not shown.
                 if not (plan.section == INVITE and plan.membership.sender in ignored):
                     by_section[plan.section].append(plan)
-            rooms = await self._room_contents(conn, request, by_section, ignored)
             stripped = await self._room_extras.stripped_states(
                 conn, by_section[INVITE] + by_section[KNOCK])
-        # Not inside the block above: these take connections of their own (one sync
+            prepared = await self._read_rooms(conn, request, by_section, ignored, window)
+        # Not inside the block above: what follows takes connections of its own (one sync
         # holding one while waiting for another starves the pool when several do).
-        extras = await self._extras.read(self._db, request, since, current, by_section)
         joined = frozenset(m.room_id for m in memberships if m.membership == JOIN)
+        self._remember_joined(request.user_id, current[EVENTS], joined)
+        result = await self._assemble(request, since, current, by_section, prepared, stripped)
+        return result, joined
+
+    async def _assemble(self, request: SyncRequest, since: SyncToken | None, current: SyncToken,
+                        by_section: dict[str, list[RoomPlan]], prepared: PreparedRooms,
+                        stripped: dict[str, list[JsonDict]]) -> SyncResult:
+        # One after the other, not gathered: hundreds of woken syncs in lock-step would
+        # all answer last; one at a time, the first ones answer early (measured).
+        rooms = await self._rooms.format(self._db, request.user_id, request.device_id, prepared,
+                                         request.filter, current[EVENTS] if since is not None else None)
+        extras = await self._extras.read(self._db, request, since, current, by_section)
+        by_thread = request.filter.room.timeline.unread_thread_notifications
+        counts = await self._counts.unread_counts(  # its own connection
+            request.user_id, [p.room_id for p in by_section[JOIN]], by_thread=by_thread)
+        e2e, current = await self._e2e_section(request, since, current)
         join = {}
         for plan in by_section[JOIN]:
             content = rooms[plan.room_id]
@@ -185,46 +285,43 @@ class SyncService:
                               state_after=request.use_state_after)
             if plan.full or room.has_updates():
                 join[plan.room_id] = room
-        join = await self._add_summaries(request, join, by_section[JOIN])
-        e2e = E2eSection()
-        if self._e2e is not None:
-            e2e, current = await self._e2e.read(request, since, current)
+        join = await self._add_summaries(request, join, counts, current[EVENTS])
         leave = {p.room_id: RoomResult(rooms[p.room_id].timeline, rooms[p.room_id].state,
                                        extras.room_account_data.get(p.room_id, []),
                                        state_after=request.use_state_after)
                  for p in by_section[LEAVE]}
-        result = SyncResult(
+        return SyncResult(
             next_batch=current, join=join, leave=leave,
             invite={p.room_id: stripped.get(p.room_id, []) for p in by_section[INVITE]},
             knock={p.room_id: stripped.get(p.room_id, []) for p in by_section[KNOCK]},
             presence=extras.presence, account_data=extras.global_account_data, e2e=e2e)
-        return result, joined
 
-    async def _room_contents(self, conn: Connection, request: SyncRequest,
-                             by_section: dict[str, list[RoomPlan]],
-                             ignored: frozenset[str]) -> dict[str, RoomContent]:
+    async def _e2e_section(self, request: SyncRequest, since: SyncToken | None,
+                           current: SyncToken) -> tuple[E2eSection, SyncToken]:
+        if self._e2e is None:
+            return E2eSection(), current
+        return await self._e2e.read(request, since, current)
+
+    async def _read_rooms(self, conn: Connection, request: SyncRequest,
+                          by_section: dict[str, list[RoomPlan]], ignored: frozenset[str],
+                          window: StreamWindow | None) -> PreparedRooms:
         # Lazy-loading clients need the heroes' memberships in a full room's state.
         heroes: dict[str, set[str]] = {}
         if request.filter.room.state.lazy_load_members:
             full = [p.room_id for p in by_section[JOIN] if p.full]
-            summaries = await self._room_extras.summaries(conn, request.user_id, full)
-            heroes = {r: set(s["m.heroes"]) for r, s in summaries.items()}
-        return await self._rooms.rooms(
-            conn, request.user_id, request.device_id, by_section[JOIN] + by_section[LEAVE],
-            request.filter, use_state_after=request.use_state_after, extra_members=heroes,
-            ignored=ignored)
+            found = await self._room_extras.heroes(conn, request.user_id, full)
+            heroes = {r: set(users) for r, users in found.items()}
+        return await self._rooms.read(
+            conn, request.user_id, by_section[JOIN] + by_section[LEAVE], request.filter,
+            use_state_after=request.use_state_after, extra_members=heroes, ignored=ignored,
+            window=window)
 
     async def _add_summaries(self, request: SyncRequest, join: dict[str, RoomResult],
-                             plans: list[RoomPlan]) -> dict[str, RoomResult]:
-        user_id = request.user_id
-        room_ids = [p.room_id for p in plans if p.room_id in join]
-        async with self._db.connection() as conn:
-            summaries = await self._room_extras.summaries(conn, user_id, room_ids)
+                             counts: dict[str, RoomCounts], position: int) -> dict[str, RoomResult]:
+        summaries = await self._room_extras.summaries(request.user_id, list(join), position)
         # The flag is a RoomEventFilter field; the timeline filter is the one that governs
         # what the room shows (Synapse reads it there too).
         by_thread = request.filter.room.timeline.unread_thread_notifications
-        counts = await self._counts.unread_counts(user_id, room_ids,  # its own connection
-                                                  by_thread=by_thread)
         zero = RoomCounts({"notification_count": 0, "highlight_count": 0},
                           {} if by_thread else None)
         return {r: attrs.evolve(room, summary=summaries.get(r),

@@ -16,8 +16,9 @@ the current one (`clamp`) and log it; the client gets `next_batch` back in our n
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -128,3 +129,38 @@ async def current_token(db: Any, in_memory: Mapping[str, int]) -> SyncToken:
     database, in-memory ones (typing) from their owners."""
     persisted = await streams.all_positions(db)
     return token_from([*persisted.items(), *in_memory.items()])
+
+
+class CurrentTokenReader:
+    """`current_token`, read once for every caller that asks before the read starts.
+
+    One message wakes hundreds of long-polls in the same loop turn and each first asks
+    for the current token; they share one read. A caller never gets a token read before
+    it asked (it joins only a read that has not started), so no caller misses a position
+    it was woken for. `on_read` sees every token read (it is committed: read outside any
+    transaction).
+    """
+
+    def __init__(self, db: Any, in_memory: Callable[[], Mapping[str, int]],
+                 on_read: Callable[[SyncToken], None] = lambda token: None):
+        self._db = db
+        self._in_memory = in_memory
+        self._on_read = on_read
+        self._pending: asyncio.Future[SyncToken] | None = None
+        # The highest token read so far: any token at or below it is not from the future.
+        self.last: SyncToken | None = None
+
+    async def read(self) -> SyncToken:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = asyncio.ensure_future(self._read())
+        # shield: a caller that goes away does not cancel the read for the others.
+        return await asyncio.shield(pending)
+
+    async def _read(self) -> SyncToken:
+        # From here on the read has started: later callers need a read of their own.
+        self._pending = None
+        token = await current_token(self._db, self._in_memory())
+        self.last = token if self.last is None else self.last.merge_max(token)
+        self._on_read(token)
+        return token

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from homeserver.errors import InvalidParam, MatrixError
-from homeserver.sync.tokens import MAX_POSITION, STREAMS, SyncToken, current_token, token_from
+from homeserver.sync.tokens import (
+    MAX_POSITION,
+    STREAMS,
+    CurrentTokenReader,
+    SyncToken,
+    current_token,
+    token_from,
+)
 
 positions = st.dictionaries(st.sampled_from(STREAMS), st.integers(0, MAX_POSITION))
 
@@ -98,3 +107,45 @@ async def test_current_token_reads_streams_and_in_memory_positions(database) -> 
         await streams.next_position(conn, "receipts")
     token = await current_token(database, {"typing": 77})
     assert token == SyncToken({"events": 2, "receipts": 1, "typing": 77})
+
+
+class _CountingDb:
+    """Answers the stream-positions query, counting reads; `gate` holds reads back."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.position = 1
+        self.started = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+
+    async def fetch(self, sql: str, *args: object) -> list[dict[str, object]]:
+        self.reads += 1
+        position = self.position
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        return [{"stream": "events", "position": position}]
+
+
+async def test_current_token_reader_shares_one_read_among_callers_waiting_for_it() -> None:
+    db = _CountingDb()
+    seen: list[SyncToken] = []
+    reader = CurrentTokenReader(db, lambda: {"typing": 7}, on_read=seen.append)
+    tokens = await asyncio.gather(*(reader.read() for _ in range(50)))
+    assert db.reads == 1
+    assert all(t == SyncToken({"events": 1, "typing": 7}) for t in tokens)
+    assert seen == [tokens[0]]
+
+
+async def test_current_token_reader_never_answers_with_a_read_started_before_the_call() -> None:
+    db = _CountingDb()
+    db.gate = asyncio.Event()
+    reader = CurrentTokenReader(db, lambda: {})
+    early = asyncio.ensure_future(reader.read())
+    await db.started.wait()  # the first read has started (and sees position 1)
+    db.position = 2  # a write commits after it started
+    late = asyncio.ensure_future(reader.read())
+    db.gate.set()
+    assert (await early)["events"] == 1
+    assert (await late)["events"] == 2
+    assert db.reads == 2
