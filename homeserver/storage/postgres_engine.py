@@ -48,6 +48,18 @@ class PostgresConnection(Connection):
         await self._conn.execute("SELECT pg_advisory_xact_lock($1)", key)
 
 
+class _NoSessionResetConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query.
+
+    That query (RESET ALL, UNLISTEN *, advisory unlocks, CLOSE ALL...) is one more round
+    trip on every release, i.e. per read, doubling a woken /sync's statements. We keep
+    no session state to reset: no SET, no LISTEN, no cursors across uses, and only
+    transaction-scoped advisory locks. asyncpg still rolls back an open transaction."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresDatabase(Database):
     engine = "postgres"
 
@@ -58,7 +70,8 @@ class PostgresDatabase(Database):
 
     async def open(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size,
+                                                   connection_class=_NoSessionResetConnection)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {e}") from e
 
