@@ -170,7 +170,7 @@ def pg_version(dsn: str) -> str:
 
 
 # Profile spans: the workload hooks (bench/workloads.py) that start and stop py-spy.
-PROFILE_SPANS = {"w1-4": ("before_load", "after_fanout"), "w6": ("before_big_room", "after_big_room")}
+PROFILE_SPANS = {"w1-4": ("before_load", "after_fanout"), "w3": ("before_idle", "after_idle"), "w6": ("before_big_room", "after_big_room")}
 
 
 class Profiler:
@@ -186,7 +186,7 @@ class Profiler:
 
     def _spawn(self, pid: int) -> subprocess.Popen[bytes]:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--rate", "200", "--gil",
+        return subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--rate", os.environ.get("DEVNET_PYSPY_RATE", "200"), "--gil",
                                  "--format", "raw", "--output", str(self.out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

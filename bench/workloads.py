@@ -274,8 +274,10 @@ class Bench:
         """3: one message at a time into an otherwise idle server; median send-to-arrival."""
         poller = self.recv_poller
         await quiesce([poller])
+        await self.hook("before_idle")
         lat = await self._one_at_a_time(self.c.idle_messages, "idle", self.recv_tracker,
                                         poller.in_flight.is_set)
+        await self.hook("after_idle")
         self.m.update(w3_idle_p50_ms=ms(statistics.median(lat)), w3_idle_p90_ms=ms(pct(lat, 90)),
                       w3_idle_max_ms=ms(max(lat)))
 

@@ -239,6 +239,9 @@ class Homeserver:
                                                 self.clock, server_name=self.config.server_name,
                                                 delivery=self.push_sender)
         rooms.add_event_listener(self.push_evaluator.on_event_persisted)
+        # Counts commit with their events where it can (push/bulk_evaluator.py), so the
+        # sync wake-up needs no second transaction.
+        rooms.persister.batch_writers.append(self.push_evaluator.record_in_transaction)
         self.push_evaluator.after_evaluation.append(self._sync_wake)
         self.notification_counts = NotificationCounts(db, notifications, rooms.stores,
                                                       rooms.loader)
@@ -259,6 +262,7 @@ class Homeserver:
         search_store = SearchStore()
         self.search_indexer = SearchIndexer(self.db, search_store, rooms.stores, rooms.loader)
         rooms.add_event_listener(self.search_indexer.on_event_persisted)
+        rooms.persister.batch_writers.append(self.search_indexer.index_in_transaction)
         self.room_event_search = RoomEventSearch(
             self.db, search_store, rooms.stores, rooms.loader, rooms.visibility,
             ContextLoader(rooms.stores, rooms.loader, rooms.visibility),

@@ -25,6 +25,15 @@ Spec: "The updated notification count from a new event MUST appear in the same /
 response as the event itself." So the sync wake-up for an event is one of the
 `after_evaluation` callbacks: a waiting /sync or WebSocket sees the event and its counts
 together.
+
+In the common case none of the above runs: `record_in_transaction` is a batch writer of
+the persistence path (rooms/persistence.py) and evaluates the new events inside their
+own transaction, from the PDUs in memory, moving the position with them. Their counts
+then commit with the events, and the sync wake-up follows the commit directly, with no
+second transaction (and fsync) on the delivery path and no re-reading of the events.
+It only does so when the position is right behind the batch; otherwise (an earlier
+event is still waiting for a pass, or recording failed and was rolled back) the events
+take the background path above, which is also what `catch_up()` runs at startup.
 """
 
 from __future__ import annotations
@@ -46,7 +55,6 @@ from homeserver.push.rules_service import PushRules
 from homeserver.rooms.persistence import EventCallback, PersistedEvent
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection, Database
-from homeserver.storage.events import StoredEvent
 from homeserver.storage.notifications import NewNotification, NotificationStore
 from homeserver.storage.push_position import PushPositionStore
 
@@ -110,6 +118,11 @@ class BulkPushEvaluator:
         self._clock = clock
         self._suffix = ":" + server_name
         self._queue: deque[PersistedEvent] = deque()
+        # Events recorded by record_in_transaction whose commit has not been announced
+        # yet. A rolled-back batch leaves its IDs behind: bounded, and losing one only
+        # sends that event the slow way.
+        self._recorded_inline: set[str] = set()
+        self._wake_delivery = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
@@ -117,11 +130,37 @@ class BulkPushEvaluator:
         self.after_evaluation: list[EventCallback] = []
 
     async def on_event_persisted(self, persisted: PersistedEvent) -> None:
-        """The rooms service's after-commit listener: queue, never evaluate inline."""
+        """The rooms service's after-commit listener: an event recorded with its commit
+        goes straight to the `after_evaluation` callbacks (unless events before it are
+        still queued: callbacks keep stream order); others are queued for a pass."""
+        if self._wake_delivery and self._delivery is not None:
+            self._wake_delivery = False
+            self._delivery.wake()
+        recorded = persisted.event_id in self._recorded_inline
+        self._recorded_inline.discard(persisted.event_id)
+        if recorded and not self._queue and (self._worker is None or self._worker.done()):
+            await self._after_evaluation(persisted)
+            return
         self._queue.append(persisted)
         self._idle.clear()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def record_in_transaction(self, conn: Connection,
+                                    events: Sequence[PersistedEvent]) -> None:
+        """Batch writer (rooms/persistence.py): evaluate and record `events`, the ones a
+        persist transaction just wrote in stream order, inside that transaction, if the
+        position is right behind them; else leave them to the after-commit pass."""
+        upto = await self._position.evaluated_upto(conn)
+        if not events or upto != events[0].stream_ordering - 1:
+            return
+        outcomes = await self._evaluate(conn, [(e.pdu, e.stream_ordering) for e in events])
+        queued = await self._record(conn, upto, outcomes)
+        assert queued is not None  # we read the position in this very transaction
+        if len(self._recorded_inline) > 4096:
+            self._recorded_inline.clear()
+        self._recorded_inline.update(e.event_id for e in events)
+        self._wake_delivery |= queued
 
     async def drained(self) -> None:
         """Returns once every event queued so far has been evaluated."""
@@ -158,13 +197,15 @@ class BulkPushEvaluator:
                 # The position did not move past the failure: the next run retries it.
                 logger.exception("push evaluation failed")
             for persisted in batch:
-                for callback in self.after_evaluation:
-                    try:
-                        await callback(persisted)
-                    except Exception:
-                        logger.exception("after_evaluation callback failed for %s",
-                                         persisted.event_id)
+                await self._after_evaluation(persisted)
         self._idle.set()
+
+    async def _after_evaluation(self, persisted: PersistedEvent) -> None:
+        for callback in self.after_evaluation:
+            try:
+                await callback(persisted)
+            except Exception:
+                logger.exception("after_evaluation callback failed for %s", persisted.event_id)
 
     async def _pass(self) -> int | None:
         """Evaluate and record the next batch; the number of events read, or None if
@@ -175,7 +216,12 @@ class BulkPushEvaluator:
             if not event_ids:
                 return 0
             stored = await self._stores.events.get_many(conn, event_ids)
-            outcomes = await self._evaluate(conn, [stored[e] for e in event_ids])
+            events = []
+            for e in event_ids:
+                ordering = stored[e].stream_ordering
+                assert ordering is not None  # events_after lists timeline events only
+                events.append((stored[e].pdu, ordering))
+            outcomes = await self._evaluate(conn, events)
         if len(outcomes) > 1:
             try:
                 recorded = await self._write(upto, outcomes)
@@ -186,8 +232,10 @@ class BulkPushEvaluator:
                 return len(event_ids) if recorded else None
         return len(event_ids) if await self._write_each(upto, outcomes) else None
 
-    async def _evaluate(self, conn: Connection, events: list[StoredEvent]) -> list[Outcome]:
-        rooms = {e.pdu.room_id for e in events if e.pdu.rejected_reason is None}
+    async def _evaluate(self, conn: Connection,
+                        events: Sequence[tuple[Pdu, int]]) -> list[Outcome]:
+        """Outcomes for `(pdu, stream_ordering)` pairs, in the order given."""
+        rooms = {pdu.room_id for pdu, _ in events if pdu.rejected_reason is None}
         audiences: dict[str, RoomAudience] = {}
         for room_id in sorted(rooms):
             try:
@@ -196,15 +244,12 @@ class BulkPushEvaluator:
             except Exception:
                 # Its events fail below and are stepped past, like any bad event.
                 logger.exception("push evaluation could not read room %s", room_id)
-        targets = {e.event_id: audiences[e.pdu.room_id].targets(e.pdu, self._suffix)
-                   for e in events if e.pdu.room_id in audiences
-                   and e.pdu.rejected_reason is None}
+        targets = {pdu.event_id: audiences[pdu.room_id].targets(pdu, self._suffix)
+                   for pdu, _ in events if pdu.room_id in audiences
+                   and pdu.rejected_reason is None}
         rulesets = await self._rules.compiled_many(conn, {u for t in targets.values() for u in t})
         outcomes = []
-        for event in events:
-            pdu = event.pdu
-            ordering = event.stream_ordering
-            assert ordering is not None  # events_after lists timeline events only
+        for pdu, ordering in events:
             found: list[NewNotification] = []
             read_by = None
             if pdu.rejected_reason is None:
@@ -244,31 +289,41 @@ class BulkPushEvaluator:
     async def _write(self, upto: int, outcomes: Sequence[Outcome]) -> bool:
         """Record `outcomes` (the events right after `upto`) and move the position past
         them, in one transaction; False if the position is no longer at `upto`."""
+        async with self._db.transaction() as conn:
+            queued = await self._record(conn, upto, outcomes)
+        if queued is None:
+            return False
+        if queued and self._delivery is not None:
+            self._delivery.wake()
+        return True
+
+    async def _record(self, conn: Connection, upto: int,
+                      outcomes: Sequence[Outcome]) -> bool | None:
+        """`_write`'s statements in the caller's transaction: None if the position is no
+        longer at `upto` (nothing written), else whether pushes were queued."""
         users = {n.user_id for o in outcomes for n in o.notifications}
         rooms = {o.room_id for o in outcomes if o.notifications}
         last = outcomes[-1].stream_ordering
         queued = False
-        async with self._db.transaction() as conn:
-            if not await self._position.advance(conn, upto, last):
-                return False
-            batch = await self._notifications.batch(conn, users, rooms, upto, last)
-            delivery = self._delivery
-            pushable = (await delivery.users_with_pushers(conn, users)
-                        if delivery is not None and users else set())
-            for o in outcomes:
-                batch.add(o.notifications)
-                pushes = [n for n in o.notifications if n.user_id in pushable]
-                if pushes:
-                    assert delivery is not None
-                    # The queued unread totals include this event's counts.
-                    await batch.flush()
-                    queued |= await delivery.enqueue(conn, pushes)
-                if o.read_by is not None:
-                    batch.mark_read(o.read_by, o.room_id, o.thread, o.stream_ordering)
-            await batch.finish()
-        if queued and self._delivery is not None:
-            self._delivery.wake()
-        return True
+        if not await self._position.advance(conn, upto, last):
+            return None
+        batch = await self._notifications.batch(conn, users, rooms, upto, last)
+        delivery = self._delivery
+        pushable = (await delivery.users_with_pushers(conn, users)
+                    if delivery is not None and users else set())
+        for o in outcomes:
+            added = batch.add(o.notifications)
+            # Only new rows are pushed: a catch-up re-reading recorded events pushes nothing.
+            pushes = [n for n in added if n.user_id in pushable]
+            if pushes:
+                assert delivery is not None
+                # The queued unread totals include this event's counts.
+                await batch.flush()
+                queued |= await delivery.enqueue(conn, pushes)
+            if o.read_by is not None:
+                batch.mark_read(o.read_by, o.room_id, o.thread, o.stream_ordering)
+        await batch.finish()
+        return queued
 
     async def _write_each(self, upto: int, outcomes: Sequence[Outcome]) -> bool:
         """`_write` one event at a time; an event that cannot be recorded is stepped past

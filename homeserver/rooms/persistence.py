@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -122,6 +122,12 @@ EventCallback = Callable[[PersistedEvent], Awaitable[None]]
 # Writes rows derived from an event (e.g. relations) inside the persist transaction, so
 # they commit or roll back with the event: `(conn, pdu, stream_ordering)`.
 DerivedWriter = Callable[[Connection, Pdu, int], Awaitable[None]]
+# Records what a whole batch of new events implies (push notifications, the search
+# index) inside the batch's transaction, after its events: `(conn, events)`, in stream
+# order. Unlike a DerivedWriter its failure does not fail the sends: it runs in a
+# savepoint, is logged and rolled back, and the writer's own after-commit path must then
+# catch up.
+BatchWriter = Callable[[Connection, Sequence[PersistedEvent]], Awaitable[None]]
 
 
 def format_error(e: EventFormatError) -> BadJson | TooLarge:
@@ -144,6 +150,8 @@ class EventPersister:
         self.on_event_persisted: list[EventCallback] = on_event_persisted if on_event_persisted is not None else []
         # Run inside the transaction, after the event's own rows; a failure aborts it.
         self.derived_writers: list[DerivedWriter] = []
+        # Run inside the transaction after all of a batch's events; a failure is contained.
+        self.batch_writers: list[BatchWriter] = []
 
     async def create_room(self, *, room_version: RoomVersion, sender: str,
                           content: Mapping[str, Any], is_public: bool = False) -> PersistedEvent:
@@ -173,6 +181,7 @@ class EventPersister:
                 empty = await self._stores.state.create_snapshot(conn, pdu.room_id, None, {})
                 before = StateBefore(pdu.room_id, empty, False, ())
                 persisted, _, _ = await self._persist(conn, pdu, before, None)
+                await self._write_batch(conn, [persisted])
             await self._notify(persisted)
             return persisted
         raise RuntimeError("could not find a free room ID")
@@ -226,6 +235,8 @@ class EventPersister:
                             view.pdus.clear()
                         else:
                             view.pdus.update(learned.pdus)
+                await self._write_batch(conn, [o for o in outcomes if isinstance(o, PersistedEvent)
+                                               and not o.deduplicated])
         except BaseException as e:
             # The commit (or the transaction) failed, or we were cancelled: nothing of
             # the batch is stored.
@@ -240,6 +251,18 @@ class EventPersister:
         for outcome in outcomes:
             if isinstance(outcome, PersistedEvent) and not outcome.deduplicated:
                 await self._notify(outcome)
+
+    async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
+        """The batch writers, each in a savepoint: what one fails to record, its own
+        after-commit catch-up records later; the events themselves must not be lost."""
+        if not events:
+            return
+        for writer in self.batch_writers:
+            try:
+                async with conn.savepoint():
+                    await writer(conn, events)
+            except Exception:
+                logger.exception("batch writer %r failed for %d events", writer, len(events))
 
     async def _persist_one(self, conn: Connection, send: _QueuedSend,
                            view: _BatchView) -> tuple[PersistedEvent, _Learned | None]:

@@ -14,6 +14,13 @@ event this process committed so far is indexed.
 
 Redactions remove the redacted event's entry (the index holds the plain text), and an
 event whose redaction was persisted first is never indexed.
+
+In the common case the passes find nothing to do: `index_in_transaction` is a batch
+writer of the persistence path (rooms/persistence.py) that indexes new events inside
+their own transaction, from the PDUs in memory, when the position is right behind them.
+That saves a transaction per batch and the re-reading of the events, and keeps the
+indexer from queueing for the database writer between sends. Events it cannot index
+(the position lags, or the write failed and was rolled back) take the pass path.
 """
 
 from __future__ import annotations
@@ -46,16 +53,22 @@ MAX_INDEXED_CHARS = 16_384
 
 def index_entry(event: StoredEvent) -> IndexEntry | None:
     """The index row for an event, or None if it has no searchable text."""
-    pdu = event.pdu
+    if event.outlier or event.stream_ordering is None:
+        return None
+    return timeline_entry(event.pdu, event.stream_ordering)
+
+
+def timeline_entry(pdu: Pdu, stream_ordering: int) -> IndexEntry | None:
+    """`index_entry` for an event of the timeline at `stream_ordering`."""
     key = INDEXED_KEYS.get(pdu.type)
-    if key is None or event.outlier or event.stream_ordering is None or pdu.rejected_reason:
+    if key is None or pdu.rejected_reason:
         return None
     if pdu.type != "m.room.message" and pdu.state_key != "":
         return None
     value = pdu.content.get(key.removeprefix("content."))
     if not isinstance(value, str) or not value.strip():
         return None
-    return IndexEntry(pdu.event_id, pdu.room_id, key, pdu.sender, event.stream_ordering,
+    return IndexEntry(pdu.event_id, pdu.room_id, key, pdu.sender, stream_ordering,
                       pdu.origin_server_ts, value[:MAX_INDEXED_CHARS])
 
 
@@ -74,12 +87,40 @@ class SearchIndexer:
         self._indexed = 0
         self._worker: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
+        # Events index_in_transaction indexed whose commit is not announced yet; a
+        # rolled-back batch leaves its IDs behind (bounded; a lost one costs a pass).
+        self._indexed_inline: set[str] = set()
 
     async def on_event_persisted(self, persisted: PersistedEvent) -> None:
-        """The persistence hook: index in the background, never inline."""
+        """The after-commit hook: an event indexed with its commit (and so everything
+        before it) is done; others are indexed by a background pass."""
         self._heard = max(self._heard, persisted.stream_ordering)
+        if persisted.event_id in self._indexed_inline:
+            self._indexed_inline.discard(persisted.event_id)
+            self._reached(persisted.stream_ordering)
+            return
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def index_in_transaction(self, conn: Connection,
+                                   events: Sequence[PersistedEvent]) -> None:
+        """Batch writer (rooms/persistence.py): index `events`, which the caller's
+        transaction just wrote in stream order, if the position is right behind them."""
+        upto = await self._store.indexed_upto(conn)
+        if not events or upto != events[0].stream_ordering - 1:
+            return
+        pdus = [e.pdu for e in events]
+        stale = await self._redacted_by(conn, pdus)
+        redacted = await self._loader.applied_redactions(conn, pdus)
+        entries = [entry for e in events if e.event_id not in redacted
+                   and (entry := timeline_entry(e.pdu, e.stream_ordering)) is not None]
+        if not await self._store.advance(conn, upto, events[-1].stream_ordering):
+            return
+        await self._store.delete(conn, stale)
+        await self._store.insert(conn, entries)
+        if len(self._indexed_inline) > 4096:
+            self._indexed_inline.clear()
+        self._indexed_inline.update(e.event_id for e in events)
 
     async def caught_up(self) -> None:
         """Returns once every event the hook was told of so far is indexed, or once

@@ -4,6 +4,7 @@ the store's ranking on both engines."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from homeserver.rooms.service import RoomService
 from homeserver.search.indexer import SearchIndexer, index_entry
@@ -183,3 +184,55 @@ async def test_store_ranks_counts_and_pages(rooms: RoomService, database: Databa
         await database.execute("UPDATE search_position SET indexed_upto = 0")
     await _indexer(rooms, database).catch_up()
     assert await database.fetchval("SELECT COUNT(*) FROM event_search") == before
+
+
+async def test_events_are_indexed_inside_their_own_transaction(
+        rooms: RoomService, database: Database) -> None:
+    """As the homeserver wires it (server.py): the batch writer indexes each batch with
+    its commit, so no pass runs, and redactions take their target out the same way."""
+    room_id = await make_room(rooms)
+    store = GatedStore()
+    indexer = SearchIndexer(database, store, rooms.stores, rooms.loader)
+    store.gate.set()
+    await indexer.catch_up()
+    store.arrived.clear()
+    store.gate.clear()  # a pass would hang here
+    rooms.persister.batch_writers.append(indexer.index_in_transaction)
+    rooms.add_event_listener(indexer.on_event_persisted)
+    message = await _send(rooms, room_id, "indexed with its commit", "i1")
+    assert await store.is_indexed(database, message)
+    await rooms.send.redact(ALICE, "DEV", room_id, message, None, "i2")
+    assert not await store.is_indexed(database, message)
+    await indexer.caught_up()  # returns: everything heard is indexed
+    assert not store.arrived.is_set()
+    assert await store.indexed_upto(database) == await current_position(database, "events")
+    await indexer.close()
+
+
+class FailingInsert(SearchStore):
+    def __init__(self) -> None:
+        self.failures = 1
+
+    async def insert(self, conn: Connection, entries: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            await conn.execute("SELECT no_such_column FROM event_search")
+        await super().insert(conn, entries)
+
+
+async def test_a_failed_inline_index_is_rolled_back_and_caught_up(
+        rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    store = FailingInsert()
+    indexer = SearchIndexer(database, store, rooms.stores, rooms.loader)
+    store.failures = 0
+    await indexer.catch_up()
+    store.failures = 1
+    rooms.persister.batch_writers.append(indexer.index_in_transaction)
+    rooms.add_event_listener(indexer.on_event_persisted)
+    message = await _send(rooms, room_id, "the first write fails", "f1")
+    await indexer.caught_up()
+    assert store.failures == 0
+    assert await store.is_indexed(database, message)
+    assert await store.indexed_upto(database) == await current_position(database, "events")
+    await indexer.close()

@@ -1,0 +1,153 @@
+"""Push evaluation inside the persist transaction (BulkPushEvaluator.record_in_transaction
+as a batch writer of the persistence path): it records exactly what the after-commit
+passes record, moves the position with the events, needs no pass of its own, and when
+it cannot record, the events are not lost and the background pass records them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.clock import FakeClock
+from homeserver.push.bulk_evaluator import BulkPushEvaluator
+from homeserver.rooms.persistence import PersistedEvent
+from homeserver.rooms.service import RoomService
+from homeserver.storage.database import Connection, Database
+from homeserver.storage.notifications import NotificationStore
+from homeserver.storage.push_position import PushPositionStore
+from homeserver.storage.streams import current_position
+from tests.push.test_bulk_evaluator import (
+    GatedPosition,
+    chat,
+    evaluator,
+    reset,
+    send,
+    snapshot,
+)
+from tests.rooms.conftest import ALICE, BOB, make_room
+
+
+def attach(rooms: RoomService, push: BulkPushEvaluator) -> None:
+    """Wire the evaluator as the homeserver does (server.py, _build_push)."""
+    rooms.persister.batch_writers.append(push.record_in_transaction)
+    rooms.add_event_listener(push.on_event_persisted)
+
+
+class Woken:
+    """An after_evaluation callback: which events were announced, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def __call__(self, persisted: PersistedEvent) -> None:
+        self.events.append(persisted.event_id)
+
+
+async def test_inline_records_what_the_passes_record(
+        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+    start = await current_position(database, "events")
+    position = GatedPosition()
+    push = evaluator(rooms, database, clock, position=position)
+    await push.catch_up()
+    position.arrived.clear()
+    attach(rooms, push)
+    _, chat_start = await chat(rooms, database, clock)
+    await push.drained()
+    inline = await snapshot(database)
+    assert all(inline.values())
+    # Every event moved the position inside its own transaction; no pass read the stream.
+    assert not position.arrived.is_set()
+    assert await PushPositionStore().evaluated_upto(database) == \
+        await current_position(database, "events")
+    # The same conversation evaluated by after-commit passes records the same rows.
+    await reset(database, chat_start)
+    await evaluator(rooms, database, clock, batch_size=1).catch_up()
+    # chat() ends with a receipt, which the passes here see before evaluating and the
+    # inline run saw after: the counts agree, but a thread row created after the receipt
+    # keeps its own read position (a bookkeeping column no count depends on).
+    assert without_read_upto(await snapshot(database)) == without_read_upto(inline)
+    assert start <= chat_start
+
+
+def without_read_upto(tables: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    return {**tables, "notification_counts": [r[:5] for r in tables["notification_counts"]]}
+
+
+async def test_the_wake_up_follows_the_commit_with_counts_in_place(
+        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    push = evaluator(rooms, database, clock)
+    await push.catch_up()
+    attach(rooms, push)
+    seen: list[Any] = []
+
+    async def wake(persisted: PersistedEvent) -> None:
+        # What a woken /sync would read at this moment.
+        seen.append(await NotificationStore().counts(database, BOB))
+    push.after_evaluation.append(wake)
+    await send(rooms, ALICE, room_id, "one")
+    await send(rooms, ALICE, room_id, "two")
+    # Announced during the send itself (no background pass to wait for).
+    assert seen == [{room_id: {"main": (1, 0)}}, {room_id: {"main": (2, 0)}}]
+
+
+class FailingOnce(NotificationStore):
+    """The first batch cannot be recorded (a database error mid-write)."""
+
+    def __init__(self) -> None:
+        self.failures = 1
+
+    async def batch(self, conn: Connection, users: Any, rooms: Any, after: int,
+                    upto: int) -> Any:
+        if self.failures:
+            self.failures -= 1
+            # A real failing statement, so PostgreSQL's transaction state is exercised.
+            await conn.execute("SELECT no_such_column FROM notifications")
+        return await super().batch(conn, users, rooms, after, upto)
+
+
+async def test_a_failed_inline_record_is_rolled_back_and_caught_up_after_commit(
+        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    store = FailingOnce()
+    push = evaluator(rooms, database, clock, notifications=store)
+    await push.catch_up()
+    attach(rooms, push)
+    woken = Woken()
+    push.after_evaluation.append(woken)
+    first = await send(rooms, ALICE, room_id, "the write fails")
+    second = await send(rooms, ALICE, room_id, "after it")
+    await push.drained()
+    assert store.failures == 0
+    # The sends stand, each event counted once, announced in stream order.
+    assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (2, 0)}}
+    assert woken.events == [first, second]
+    assert await PushPositionStore().evaluated_upto(database) == \
+        await current_position(database, "events")
+
+
+async def test_events_behind_an_unevaluated_one_wait_for_the_pass(
+        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    position = GatedPosition()
+    push = evaluator(rooms, database, clock, position=position)
+    # Not caught up: the room's own events are still unevaluated, so nothing may be
+    # recorded inline (the position would jump over them).
+    attach(rooms, push)
+    woken = Woken()
+    push.after_evaluation.append(woken)
+    position.gate.clear()
+    lone = await send(rooms, ALICE, room_id, "behind the room's setup")
+    await position.arrived.wait()
+    assert woken.events == []
+    position.gate.set()
+    await push.drained()
+    assert woken.events == [lone]
+    assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (1, 0)}}
+    # Caught up now: the next event is recorded with its commit.
+    position.moves.clear()
+    await send(rooms, ALICE, room_id, "inline again")
+    assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (2, 0)}}
+    assert len(position.moves) == 1
