@@ -12,6 +12,14 @@ and persists them one after another in one transaction, each in its own savepoin
 rejected event fails alone. One commit (one fsync) then covers the batch; without this a
 busy room's throughput is bounded by one commit per event. Each caller still gets its
 own answer, only after the commit.
+
+Within a batch, a plain timeline event (not state, not a redaction) built on the room's
+current state changes nothing a later send of the batch reads from the database: its
+rows are deferred and written together with the other deferred events' (one statement
+per table, before the next event that needs them or at the end of the batch). On
+PostgreSQL that is a handful of round trips for a batch instead of a dozen per event.
+Such an event can only fail before it writes (format, auth), so it needs no savepoint;
+if writing the deferred rows fails, the whole batch fails, as a failed commit would.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from homeserver.events.builder import build_event
 from homeserver.events.canonical_json import EventFormatError, check_event_format
 from homeserver.events.pdu import Pdu
 from homeserver.events.room_versions import RoomVersion, get_room_version
+from homeserver.rooms.access import NOT_IN_ROOM
 from homeserver.rooms.locks import RoomLocks
 from homeserver.rooms.room_state import (
     StateBefore,
+    StateKey,
     read_entries,
     read_entry,
     resolve_snapshots,
@@ -47,7 +57,7 @@ from homeserver.state.power_levels import get_named_level, get_user_power_level
 from homeserver.storage import streams
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.rooms import RoomRow
-from homeserver.storage.state import diff_states
+from homeserver.storage.state import StateMap, diff_states
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +102,31 @@ class PersistedEvent:
 @attrs.define
 class _BatchView:
     """What the sends of one batch (one room, one transaction) already know, so the next
-    send does not read it again: the room row, its forward extremities and the events
-    loaded or created so far. Updated only after a send's savepoint succeeded, so a
-    failed send leaves no trace here either. Nobody else writes the room meanwhile: the
-    batch holds the room lock (and on PostgreSQL the room's advisory lock)."""
+    send does not read it again: the room row, its forward extremities, the events
+    loaded or created so far and state read per snapshot. Updated only after a send
+    succeeded, so a failed send leaves no trace here either. Nobody else writes the room
+    meanwhile: the batch holds the room lock (and on PostgreSQL the room's advisory lock)."""
 
     room: RoomRow | None = None
     extremities: list[str] | None = None
+    # The forward extremities as stored: behind `extremities` while events are deferred.
+    stored_extremities: list[str] = attrs.Factory(list)
     pdus: dict[str, Pdu] = attrs.Factory(dict)
+    # (snapshot, keys) -> entries; a snapshot never changes, so its reads stay valid.
+    state_reads: dict[tuple[int, tuple[StateKey, ...]], StateMap] = attrs.Factory(dict)
+    deferred: list[_Deferred] = attrs.Factory(list)
+    # Transaction IDs used by this batch's successful sends -> the send's index.
+    txns: dict[TxnKey, int] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class _Deferred:
+    """A built and checked event whose rows wait for `_flush`."""
+
+    pdu: Pdu
+    before_snapshot_id: int
+    txn: TxnKey | None
+    index: int  # its send's position in the batch
 
 
 @attrs.frozen
@@ -116,6 +143,9 @@ class _QueuedSend:
     fields: Mapping[str, Any]
     txn: TxnKey | None
     answer: asyncio.Future[PersistedEvent]
+    # Refuse (403, like RoomAccess.require_joined) unless the sender is joined to an
+    # existing room; checked in the batch instead of by a read before queueing.
+    require_joined: bool = False
 
 
 EventCallback = Callable[[PersistedEvent], Awaitable[None]]
@@ -186,12 +216,16 @@ class EventPersister:
             return persisted
         raise RuntimeError("could not find a free room ID")
 
-    async def send(self, fields: Mapping[str, Any], *, txn: TxnKey | None = None) -> PersistedEvent:
+    async def send(self, fields: Mapping[str, Any], *, txn: TxnKey | None = None,
+                   require_joined: bool = False) -> PersistedEvent:
         """Build, auth-check and persist a local event (`type`, `sender`, `room_id`,
         `content`, optional `state_key` and `redacts`). Raises Forbidden when the auth
-        rules reject it, NotFound for an unknown room, BadJson/TooLarge for its format."""
+        rules reject it, NotFound for an unknown room, BadJson/TooLarge for its format.
+        With `require_joined`, a sender not joined to the room (or an unknown room) gets
+        Forbidden(NOT_IN_ROOM); a repeated transaction ID is answered before that check."""
         room_id = fields["room_id"]
-        mine = _QueuedSend(fields, txn, asyncio.get_running_loop().create_future())
+        mine = _QueuedSend(fields, txn, asyncio.get_running_loop().create_future(),
+                           require_joined)
         self._queued.setdefault(room_id, []).append(mine)
         try:
             async with self._locks.hold(room_id):
@@ -215,26 +249,31 @@ class EventPersister:
 
     async def _persist_batch(self, room_id: str, batch: list[_QueuedSend]) -> None:
         """Persist queued sends in order in one transaction; answer each after commit."""
-        outcomes: list[PersistedEvent | BaseException] = []
+        outcomes: list[PersistedEvent | BaseException | None] = [None] * len(batch)
         try:
             async with self._db.transaction() as conn:
                 await self._stores.events.lock_room(conn, room_id)
-                view = _BatchView()
-                for send in batch:
-                    try:
-                        async with conn.savepoint():
-                            persisted, learned = await self._persist_one(conn, send, view)
-                    except Exception as e:  # this send's own failure (auth, format, ...)
-                        outcomes.append(e)
+                view = await self._load_view(conn, room_id)
+                used = await self._used_txns(conn, batch)
+                repeats: list[tuple[int, int]] = []
+                for i, send in enumerate(batch):
+                    txn = send.txn
+                    if txn is not None and txn in view.txns:
+                        repeats.append((i, view.txns[txn]))
                         continue
-                    outcomes.append(persisted)
-                    if learned is not None:
-                        view.room, view.extremities = learned.room, learned.extremities
-                        if persisted.pdu.type == "m.room.redaction":
-                            # A redacted auth event must be re-read in its redacted form.
-                            view.pdus.clear()
-                        else:
-                            view.pdus.update(learned.pdus)
+                    if txn is not None and txn in used:
+                        earlier = await self._stored_send(conn, used[txn])
+                        if earlier is not None:
+                            outcomes[i] = earlier
+                            continue
+                    outcomes[i] = await self._persist_send(conn, send, view, i, outcomes)
+                    if txn is not None and not isinstance(outcomes[i], BaseException):
+                        view.txns[txn] = i
+                await self._flush(conn, view, outcomes)
+                for i, first in repeats:
+                    original = outcomes[first]
+                    assert isinstance(original, PersistedEvent)
+                    outcomes[i] = attrs.evolve(original, deduplicated=True)
                 await self._write_batch(conn, [o for o in outcomes if isinstance(o, PersistedEvent)
                                                and not o.deduplicated])
         except BaseException as e:
@@ -247,10 +286,106 @@ class EventPersister:
         # callbacks below cannot leave a caller unanswered. The callers return only once
         # they get the room lock, i.e. after the callbacks.
         for send, outcome in zip(batch, outcomes, strict=True):
+            assert outcome is not None
             _answer(send.answer, outcome)
         for outcome in outcomes:
             if isinstance(outcome, PersistedEvent) and not outcome.deduplicated:
                 await self._notify(outcome)
+
+    async def _persist_send(self, conn: Connection, send: _QueuedSend, view: _BatchView,
+                            index: int, outcomes: list[PersistedEvent | BaseException | None],
+                            ) -> PersistedEvent | BaseException | None:
+        """One send of a batch: deferred (None: its outcome comes with `_flush`), or
+        persisted now in a savepoint after the deferred ones; a failure is its outcome."""
+        if _deferrable(send.fields, view):
+            try:
+                await self._defer(conn, send, view, index)
+            except Exception as e:  # this send's own failure (auth, format, ...)
+                return e
+            return None
+        await self._flush(conn, view, outcomes)
+        try:
+            async with conn.savepoint():
+                persisted, learned = await self._build_and_persist(conn, send.fields, send.txn,
+                                                                   view, send.require_joined)
+        except Exception as e:
+            return e
+        view.room, view.extremities = learned.room, learned.extremities
+        view.stored_extremities = list(learned.extremities)
+        if persisted.pdu.type == "m.room.redaction":
+            # A redacted auth event must be re-read in its redacted form.
+            view.pdus.clear()
+        else:
+            view.pdus.update(learned.pdus)
+        return persisted
+
+    async def _load_view(self, conn: Connection, room_id: str) -> _BatchView:
+        view = _BatchView(room=await self._stores.rooms.get(conn, room_id))
+        if view.room is not None:
+            view.extremities = await self._stores.events.forward_extremities(conn, room_id)
+            view.stored_extremities = list(view.extremities)
+        return view
+
+    async def _used_txns(self, conn: Connection, batch: list[_QueuedSend]) -> dict[TxnKey, str]:
+        """The batch's transaction IDs that earlier requests used -> their events."""
+        by_device: dict[tuple[str, str | None], list[TxnKey]] = {}
+        for send in batch:
+            if send.txn is not None:
+                by_device.setdefault((send.txn.user_id, send.txn.device_id), []).append(send.txn)
+        used: dict[TxnKey, str] = {}
+        for (user_id, device_id), keys in by_device.items():
+            found = await self._stores.txn_ids.get_many(conn, user_id, device_id,
+                                                        [k.txn_id for k in keys])
+            used.update({k: found[k.txn_id] for k in keys if k.txn_id in found})
+        return used
+
+    async def _defer(self, conn: Connection, send: _QueuedSend, view: _BatchView,
+                     index: int) -> None:
+        room = view.room
+        assert room is not None and room.current_snapshot_id is not None
+        assert view.extremities is not None
+        room_version = get_room_version(room.room_version)
+        assert room_version is not None
+        before = StateBefore(room.room_id, room.current_snapshot_id, True,
+                             tuple(view.extremities))
+        pdu, _, _, pdus = await self._build_checked(conn, send.fields, room_version, before, view,
+                                                    send.require_joined)
+        view.deferred.append(_Deferred(pdu, before.snapshot_id, send.txn, index))
+        view.extremities = [pdu.event_id]
+        view.pdus.update(pdus)
+        view.pdus[pdu.event_id] = pdu
+
+    async def _flush(self, conn: Connection, view: _BatchView,
+                     outcomes: list[PersistedEvent | BaseException | None]) -> None:
+        """Write the deferred events' rows: what `_persist` writes for a timeline event
+        on top of the current state (which it leaves unchanged), a table at a time."""
+        deferred, view.deferred = view.deferred, []
+        if not deferred:
+            return
+        stores = self._stores
+        assert view.room is not None and view.extremities is not None
+        room_id = view.room.room_id
+        orderings = await streams.next_positions(conn, EVENTS_STREAM, len(deferred))
+        pairs = [(d.pdu, o) for d, o in zip(deferred, orderings, strict=True)]
+        await stores.events.insert_timeline(conn, pairs)
+        await stores.state.set_event_states(conn, [
+            (d.pdu.event_id, room_id, d.before_snapshot_id, d.before_snapshot_id)
+            for d in deferred])
+        prevs = {p for d in deferred for p in d.pdu.prev_event_ids}
+        stored = view.stored_extremities
+        await stores.events.update_extremities(
+            conn, room_id, remove=[e for e in stored if e in prevs],
+            add=[e for e in view.extremities if e not in stored])
+        view.stored_extremities = list(view.extremities)
+        now = self._clock.time_ms()
+        txns = [(d.txn.user_id, d.txn.device_id, d.txn.txn_id, d.pdu.event_id, room_id, now)
+                for d in deferred if d.txn is not None]
+        if txns:
+            await stores.txn_ids.insert_many(conn, txns)
+        for d, ordering in zip(deferred, orderings, strict=True):
+            for writer in self.derived_writers:
+                await writer(conn, d.pdu, ordering)
+            outcomes[d.index] = PersistedEvent(d.pdu, ordering)
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
         """The batch writers, each in a savepoint: what one fails to record, its own
@@ -264,36 +399,53 @@ class EventPersister:
             except Exception:
                 logger.exception("batch writer %r failed for %d events", writer, len(events))
 
-    async def _persist_one(self, conn: Connection, send: _QueuedSend,
-                           view: _BatchView) -> tuple[PersistedEvent, _Learned | None]:
-        if send.txn is not None:
-            earlier = await self._by_txn(conn, send.txn)
-            if earlier is not None:
-                return earlier, None
-        return await self._build_and_persist(conn, send.fields, send.txn, view)
-
     async def _build_and_persist(self, conn: Connection, fields: Mapping[str, Any],
-                                 txn: TxnKey | None,
-                                 view: _BatchView) -> tuple[PersistedEvent, _Learned]:
+                                 txn: TxnKey | None, view: _BatchView,
+                                 require_joined: bool = False) -> tuple[PersistedEvent, _Learned]:
         room = view.room or await self._stores.rooms.get(conn, fields["room_id"])
         if room is None:
-            raise NotFound("Unknown room")
+            raise Forbidden(NOT_IN_ROOM) if require_joined else NotFound("Unknown room")
         room_version = get_room_version(room.room_version)
         assert room_version is not None
         extremities = view.extremities
         if extremities is None:
             extremities = await self._stores.events.forward_extremities(conn, room.room_id)
         before = await self._state_before_local(conn, room, room_version, extremities)
-        wanted = auth_types_for_event(room_version, fields["type"], fields["sender"],
+        pdu, auth_map, create, pdus = await self._build_checked(conn, fields, room_version,
+                                                                before, view, require_joined)
+        validated = pdu.type == "m.room.redaction" and _may_redact(pdu, auth_map, create)
+        persisted, new_extremities, new_current = await self._persist(
+            conn, pdu, before, txn, redaction_validated=validated,
+            extremities=extremities, room=room)
+        pdus[pdu.event_id] = pdu
+        learned = _Learned(attrs.evolve(room, current_snapshot_id=new_current), new_extremities, pdus)
+        return persisted, learned
+
+    async def _build_checked(
+            self, conn: Connection, fields: Mapping[str, Any], room_version: RoomVersion,
+            before: StateBefore, view: _BatchView, require_joined: bool = False,
+    ) -> tuple[Pdu, dict[tuple[str, str], Pdu], Pdu | None, dict[str, Pdu]]:
+        """Build the event on `before` and run the auth rules: the event, its auth
+        events by state key, the create event, and every event it loaded."""
+        sender = fields["sender"]
+        member_key = ("m.room.member", sender)
+        wanted = auth_types_for_event(room_version, fields["type"], sender,
                                       fields.get("state_key"), fields.get("content") or {})
-        state_ids = await read_entries(conn, self._stores, before, [*wanted, CREATE_KEY])
+        keys = (*wanted, CREATE_KEY, *([member_key] if require_joined else []))
+        state_ids = await self._read_state(conn, before, keys, view)
         auth_ids = select_auth_event_ids(room_version, fields, state_ids)
         create_id = state_ids.get(CREATE_KEY)
         needed = [*auth_ids, *before.prev_event_ids, *([create_id] if create_id else [])]
+        member_id = state_ids.get(member_key) if require_joined else None
+        if member_id is not None:
+            needed.append(member_id)
         pdus = {i: view.pdus[i] for i in needed if i in view.pdus}
         missing = [i for i in needed if i not in pdus]
         if missing:
             pdus.update(await self._stores.events.get_pdus(conn, missing))
+        if require_joined and (member_id is None or member_id not in pdus
+                               or pdus[member_id].membership != "join"):
+            raise Forbidden(NOT_IN_ROOM)
         prev = [pdus[p] for p in before.prev_event_ids if p in pdus]
         pdu = self._build(room_version, fields, prev, auth_ids, pdus)
         auth_map = {pdus[a].state_pair(): pdus[a] for a in auth_ids}
@@ -302,13 +454,16 @@ class EventPersister:
             check_auth_rules(pdu, auth_map, create)
         except AuthError as e:
             raise Forbidden(f"Event not allowed: {e}") from None
-        validated = pdu.type == "m.room.redaction" and _may_redact(pdu, auth_map, create)
-        persisted, new_extremities, new_current = await self._persist(
-            conn, pdu, before, txn, redaction_validated=validated,
-            extremities=extremities, room=room)
-        pdus[pdu.event_id] = pdu
-        learned = _Learned(attrs.evolve(room, current_snapshot_id=new_current), new_extremities, pdus)
-        return persisted, learned
+        return pdu, auth_map, create, pdus
+
+    async def _read_state(self, conn: Connection, before: StateBefore,
+                          keys: tuple[StateKey, ...], view: _BatchView) -> StateMap:
+        cache_key = (before.snapshot_id, keys)
+        entries = view.state_reads.get(cache_key)
+        if entries is None:
+            entries = await read_entries(conn, self._stores, before, keys)
+            view.state_reads[cache_key] = entries
+        return entries
 
     def _build(self, room_version: RoomVersion, fields: Mapping[str, Any], prev: list[Pdu],
                auth_ids: list[str], auth_by_id: Mapping[str, Pdu], *,
@@ -410,10 +565,8 @@ class EventPersister:
         await stores.rooms.set_current_snapshot(conn, room_id, new_current)
         return new_extremities, new_current
 
-    async def _by_txn(self, conn: Connection, txn: TxnKey) -> PersistedEvent | None:
-        event_id = await self._stores.txn_ids.get(conn, txn.user_id, txn.device_id, txn.txn_id)
-        if event_id is None:
-            return None
+    async def _stored_send(self, conn: Connection, event_id: str) -> PersistedEvent | None:
+        """The event an earlier request with the same transaction ID created."""
         stored = await self._stores.events.get(conn, event_id)
         if stored is None or stored.stream_ordering is None:
             return None
@@ -426,6 +579,16 @@ class EventPersister:
             except Exception:
                 # The event is durable; a failing observer must not turn that into an error.
                 logger.exception("on_event_persisted callback failed for %s", persisted.event_id)
+
+
+def _deferrable(fields: Mapping[str, Any], view: _BatchView) -> bool:
+    """A timeline event whose rows can wait for `_flush`: not state (it would change what
+    later sends read), not a redaction (it changes what later sends load), built on the
+    room's current state with every extremity as a prev event."""
+    room = view.room
+    return (room is not None and room.current_snapshot_id is not None
+            and view.extremities is not None and 0 < len(view.extremities) <= MAX_PREV_EVENTS
+            and fields.get("state_key") is None and fields["type"] != "m.room.redaction")
 
 
 def _answer(answer: asyncio.Future[PersistedEvent], outcome: PersistedEvent | BaseException) -> None:

@@ -41,13 +41,11 @@ class SendService:
                                      reason if isinstance(reason, str) else None, txn_id)
         if event_type == "m.room.create":
             raise Forbidden("m.room.create cannot be sent")
-        async with self._db.connection() as conn:
-            earlier = await self._stores.txn_ids.get(conn, user_id, device_id, txn_id)
-            if earlier is not None:
-                return earlier
-            await self._access.require_joined(conn, room_id, user_id)
+        # The persister answers a repeated transaction ID, then checks membership, in
+        # the batch it persists in: no reads here on the hot path.
         persisted = await self._persister.send(
-            {"type": event_type, "room_id": room_id, "sender": user_id, "content": content}, txn=txn)
+            {"type": event_type, "room_id": room_id, "sender": user_id, "content": content},
+            txn=txn, require_joined=True)
         return persisted.event_id
 
     async def set_state(self, user_id: str, room_id: str, event_type: str, state_key: str,

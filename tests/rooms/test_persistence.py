@@ -232,3 +232,105 @@ async def test_a_batch_builds_each_event_on_the_one_before(rooms: RoomService, d
         assert await rooms.stores.state.get_state(conn, last_state.after) == current
     assert current[("m.room.name", "")] == persisted[4].event_id
     assert current[("m.room.power_levels", "")] == persisted[3].event_id
+
+
+async def _rows(db: Database, room_id: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row the persistence path writes for a room's events, with the room's own
+    identifiers (event IDs, stream orderings, snapshot IDs) replaced by their rank, so
+    two rooms built by the same sends compare equal."""
+    ids = {r[0] for r in await db.fetch("SELECT event_id FROM events WHERE room_id = $1", room_id)}
+    queries = {
+        "events": "SELECT event_id, stream_ordering, depth, type, state_key, sender,"
+                  " outlier, replaces_state FROM events WHERE room_id = $1",
+        "edges": "SELECT g.event_id, g.prev_event_id FROM event_edges g JOIN events e"
+                 " ON e.event_id = g.event_id WHERE e.room_id = $1",
+        "auth": "SELECT a.event_id, a.auth_event_id FROM event_auth a JOIN events e"
+                " ON e.event_id = a.event_id WHERE e.room_id = $1",
+        "event_state": "SELECT event_id, before_snapshot_id, after_snapshot_id FROM event_state"
+                       " WHERE room_id = $1",
+        "extremities": "SELECT event_id FROM forward_extremities WHERE room_id = $1",
+        "txn_ids": "SELECT user_id, device_id, txn_id, event_id FROM event_txn_ids"
+                   " WHERE room_id = $1",
+        "relations": "SELECT event_id, relates_to_id, rel_type, aggregation_key FROM event_relations"
+                     " WHERE room_id = $1",
+        "current_state": "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1",
+    }
+    raw = {name: [tuple(v.replace(room_id, "ROOM") if isinstance(v, str) and v not in ids else v
+                        for v in r) for r in await db.fetch(sql, room_id)]
+           for name, sql in queries.items()}
+    order = sorted(raw["events"], key=lambda r: r[1])  # type: ignore[arg-type, return-value]
+    rank: dict[object, object] = {r[0]: f"event {i}" for i, r in enumerate(order)}
+    positions = {r[1]: i for i, r in enumerate(order)}
+    snapshots = sorted({r[c] for r in raw["event_state"] for c in (1, 2)})  # type: ignore[type-var]
+    snapshot_rank = {s: f"snapshot {i}" for i, s in enumerate(snapshots)}
+    raw["events"] = [(r[0], positions[r[1]], *r[2:]) for r in raw["events"]]
+    raw["event_state"] = [(r[0], snapshot_rank[r[1]], snapshot_rank[r[2]])
+                          for r in raw["event_state"]]
+    return {name: sorted(tuple(rank.get(v, v) for v in r) for r in rows)  # type: ignore[type-var]
+            for name, rows in raw.items()}
+
+
+async def test_deferred_writes_match_one_send_at_a_time(rooms: RoomService, database: Database) -> None:
+    """Timeline events of a batch write their rows together (rooms/persistence.py,
+    `_flush`): the rows are the ones the same sends make one at a time, interleaved with
+    state events and redactions, which are written at once."""
+
+    def fields(room_id: str, i: int, target: str) -> dict[str, object]:
+        kinds: list[dict[str, object]] = [
+            {"type": "m.room.message", "content": {"body": f"m{i}"}},
+            {"type": "m.room.message", "content": {"body": f"m{i}"}},
+            {"type": "m.room.topic", "state_key": "", "content": {"topic": f"t{i}"}},
+            {"type": "m.reaction", "content": {"m.relates_to": {
+                "rel_type": "m.annotation", "event_id": target, "key": f"k{i}"}}},
+            {"type": "m.room.message", "content": {"body": f"m{i}"}},
+            {"type": "m.room.redaction", "redacts": target, "content": {}},
+        ]
+        return {"room_id": room_id, "sender": ALICE, **kinds[i % len(kinds)]}
+
+    async def run(batched: bool) -> tuple[str, list[PersistedEvent]]:
+        room_id = await make_room(rooms)
+        first = await rooms.persister.send(
+            {"room_id": room_id, "sender": ALICE, "type": "m.room.message", "content": {}},
+            txn=TxnKey(ALICE, "DEV", f"{room_id}-0"))
+        sends = [rooms.persister.send(fields(room_id, i, first.event_id),
+                                      txn=TxnKey(ALICE, "DEV", f"{room_id}-{i}"))
+                 for i in range(1, 14)]
+        if batched:
+            results = list(await asyncio.gather(*sends))
+        else:
+            results = [await s for s in sends]
+        return room_id, [first, *results]
+
+    room_a, batched = await run(True)
+    room_b, single = await run(False)
+    rows_a, rows_b = await _rows(database, room_a), await _rows(database, room_b)
+    assert rows_a["relations"] and len(rows_a["txn_ids"]) == 14
+    assert rows_a == rows_b
+    for earlier, later in zip(batched, batched[1:], strict=False):
+        assert later.pdu.prev_event_ids == [earlier.event_id]
+        assert later.stream_ordering == earlier.stream_ordering + 1
+
+
+async def test_a_failed_deferred_write_fails_the_whole_batch(rooms: RoomService,
+                                                            database: Database) -> None:
+    room_id = await make_room(rooms)
+    count = await _count(database, "SELECT COUNT(*) FROM events")
+    events = rooms.stores.events
+    real = events.insert_timeline
+
+    async def broken(conn: object, rows: object) -> None:
+        raise RuntimeError("disk full")
+    events.insert_timeline = broken  # type: ignore[method-assign, assignment]
+    try:
+        results = await asyncio.gather(*(rooms.persister.send(
+            {"type": "m.room.message", "room_id": room_id, "sender": ALICE,
+             "content": {"body": str(i)}}) for i in range(4)), return_exceptions=True)
+    finally:
+        events.insert_timeline = real  # type: ignore[method-assign]
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await _count(database, "SELECT COUNT(*) FROM events") == count
+    # The room is intact: the next send builds on the last stored event.
+    ok = await rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                     "sender": ALICE, "content": {"body": "after"}})
+    async with database.connection() as conn:
+        assert await rooms.stores.events.forward_extremities(conn, room_id) == [ok.event_id]
