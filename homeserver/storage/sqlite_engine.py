@@ -4,8 +4,8 @@ Why statements run on the event loop's thread: an indexed SQLite statement costs
 5-30 us, while handing it to a worker thread and back costs more than that in wake-ups
 and GIL hand-overs (it was the largest cost in the send and sync profiles,
 docs/benchmarks.md). Only the one slow thing, the fsync of COMMIT (~2 ms on an ordinary
-disk), and BEGIN IMMEDIATE (which may wait for another process's write lock) run on a
-worker thread.
+disk), runs on a worker thread; so does BEGIN IMMEDIATE when another process holds the
+write lock (it waits then), while a free lock is taken on the loop without waiting.
 
 Why group commit: every commit is an fsync, and SQLite has one writer. A transaction
 that finishes while others are waiting for the writer hands the open transaction on to
@@ -42,6 +42,8 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 # Transactions that may share one commit. Bounded so the first caller's wait stays short
 # when writers keep arriving.
 MAX_GROUP_COMMIT = 64
+# How long a write waits for another process holding SQLite's write lock.
+BUSY_TIMEOUT_MS = 5000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -130,7 +132,7 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     # synchronous=FULL: with WAL, NORMAL survives a killed process but can lose the last
     # commits on power loss; an event answered 200 must be durable (ARCHITECTURE.md).
-    for pragma in ("foreign_keys = ON", "busy_timeout = 5000", "synchronous = FULL"):
+    for pragma in ("foreign_keys = ON", f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL"):
         conn.execute(f"PRAGMA {pragma}").fetchall()
     return conn
 
@@ -170,6 +172,8 @@ class SqliteDatabase(Database):
             self._writer = _connect(self.path)
             if self.path != ":memory:":
                 self._writer.execute("PRAGMA journal_mode = WAL").fetchall()
+            # The writer waits only in _begin_waiting, on the commit thread (see _begin).
+            self._writer.execute("PRAGMA busy_timeout = 0").close()
             if self._separate_reader:
                 self._reader = _connect(self.path)
         except sqlite3.Error as e:
@@ -256,11 +260,14 @@ class SqliteDatabase(Database):
             self._hand_over_or_free()
 
     async def _begin(self) -> _Batch:
-        """BEGIN IMMEDIATE (on the commit thread: it may wait for another process)."""
+        """BEGIN IMMEDIATE: on the loop when the write lock is free (the usual case: no
+        other process writes), else on the commit thread, which may wait for it."""
         writer = self._writer
         assert writer is not None and self._commit_thread is not None, "database not opened"
         loop = asyncio.get_running_loop()
-        begun = loop.run_in_executor(self._commit_thread, _begin_unless_open, writer)
+        if self._try_begin(writer):
+            return _Batch(loop)
+        begun = loop.run_in_executor(self._commit_thread, _begin_waiting, writer)
         try:
             await asyncio.shield(begun)
         except asyncio.CancelledError:
@@ -272,6 +279,20 @@ class SqliteDatabase(Database):
             loop.run_in_executor(self._commit_thread, _rollback_if_open, writer).add_done_callback(_consume)
             raise
         return _Batch(loop)
+
+    @staticmethod
+    def _try_begin(writer: sqlite3.Connection) -> bool:
+        # The writer's busy timeout is 0 outside _begin_waiting, so this never blocks the
+        # loop; a thread hop per transaction was a measurable share of a busy server.
+        if writer.in_transaction:
+            return True
+        try:
+            writer.execute("BEGIN IMMEDIATE").close()
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return False
+            raise
+        return True
 
     # -- the Database API -----------------------------------------------------------------
 
@@ -332,9 +353,15 @@ def _consume(future: asyncio.Future[None]) -> None:
             logger.error("SQLite background job failed: %r", error)
 
 
-def _begin_unless_open(conn: sqlite3.Connection) -> None:
-    if not conn.in_transaction:
+def _begin_waiting(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE that waits (up to BUSY_TIMEOUT_MS) for another process's write."""
+    if conn.in_transaction:
+        return
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}").close()
+    try:
         conn.execute("BEGIN IMMEDIATE").close()
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0").close()
 
 
 def _rollback_if_open(conn: sqlite3.Connection) -> None:

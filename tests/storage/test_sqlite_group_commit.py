@@ -138,3 +138,35 @@ async def test_a_failed_commit_fails_every_member_and_stores_nothing(
     assert await keys(db) == []
     await write(9)  # the writer recovered
     assert await keys(db) == ["k9"]
+
+
+async def test_a_write_lock_held_by_another_process_is_waited_for_off_the_loop(
+        db: SqliteDatabase, tmp_path: Path) -> None:
+    """A free write lock is taken on the loop; one held elsewhere (another process:
+    here a second connection) is waited for on the commit thread while the loop runs."""
+    import sqlite3
+    other = sqlite3.connect(str(tmp_path / "gc.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO kv (k, v) VALUES ('other', 1)")
+
+    async def write() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(INSERT, "mine", 2)
+    writing = asyncio.create_task(write())
+    for _ in range(10):  # the loop keeps running while the write waits for the lock
+        await asyncio.sleep(0)
+    assert not writing.done()
+    other.execute("COMMIT")
+    other.close()
+    await writing
+    assert await keys(db) == ["mine", "other"]
+    # The lock is free again: taken on the loop, and the connection does not wait there.
+    assert db._writer is not None
+    assert db._writer.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    await write_again(db)
+
+
+async def write_again(db: SqliteDatabase) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(INSERT, "again", 3)
+    assert "again" in await keys(db)
