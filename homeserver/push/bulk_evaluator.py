@@ -123,6 +123,9 @@ class BulkPushEvaluator:
         # sends that event the slow way.
         self._recorded_inline: set[str] = set()
         self._wake_delivery = False
+        # The position as of the last commit this process announced: usually the next
+        # batch's expected position, so it need not be read (the compare-and-set checks it).
+        self._known_position: int | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
@@ -138,6 +141,7 @@ class BulkPushEvaluator:
             self._delivery.wake()
         recorded = persisted.event_id in self._recorded_inline
         self._recorded_inline.discard(persisted.event_id)
+        self._known_position = persisted.stream_ordering if recorded else None
         if recorded and not self._queue and (self._worker is None or self._worker.done()):
             await self._after_evaluation(persisted)
             return
@@ -151,12 +155,16 @@ class BulkPushEvaluator:
         """Batch writer (rooms/persistence.py): evaluate and record `events`, the ones a
         persist transaction just wrote in stream order, inside that transaction, if the
         position is right behind them; else leave them to the after-commit pass."""
-        upto = await self._position.evaluated_upto(conn)
-        if not events or upto != events[0].stream_ordering - 1:
+        if not events:
+            return
+        upto = events[0].stream_ordering - 1
+        if self._known_position != upto and await self._position.evaluated_upto(conn) != upto:
             return
         outcomes = await self._evaluate(conn, [(e.pdu, e.stream_ordering) for e in events])
         queued = await self._record(conn, upto, outcomes)
-        assert queued is not None  # we read the position in this very transaction
+        if queued is None:  # the position was not where we remembered it: nothing written
+            self._known_position = None
+            return
         if len(self._recorded_inline) > 4096:
             self._recorded_inline.clear()
         self._recorded_inline.update(e.event_id for e in events)

@@ -90,6 +90,9 @@ class SearchIndexer:
         # Events index_in_transaction indexed whose commit is not announced yet; a
         # rolled-back batch leaves its IDs behind (bounded; a lost one costs a pass).
         self._indexed_inline: set[str] = set()
+        # The position as of the last inline commit announced (see record_in_transaction
+        # in push/bulk_evaluator.py): saves reading it; the compare-and-set checks it.
+        self._known_position: int | None = None
 
     async def on_event_persisted(self, persisted: PersistedEvent) -> None:
         """The after-commit hook: an event indexed with its commit (and so everything
@@ -97,8 +100,10 @@ class SearchIndexer:
         self._heard = max(self._heard, persisted.stream_ordering)
         if persisted.event_id in self._indexed_inline:
             self._indexed_inline.discard(persisted.event_id)
+            self._known_position = persisted.stream_ordering
             self._reached(persisted.stream_ordering)
             return
+        self._known_position = None
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
 
@@ -106,8 +111,10 @@ class SearchIndexer:
                                    events: Sequence[PersistedEvent]) -> None:
         """Batch writer (rooms/persistence.py): index `events`, which the caller's
         transaction just wrote in stream order, if the position is right behind them."""
-        upto = await self._store.indexed_upto(conn)
-        if not events or upto != events[0].stream_ordering - 1:
+        if not events:
+            return
+        upto = events[0].stream_ordering - 1
+        if self._known_position != upto and await self._store.indexed_upto(conn) != upto:
             return
         pdus = [e.pdu for e in events]
         stale = await self._redacted_by(conn, pdus)
@@ -115,6 +122,7 @@ class SearchIndexer:
         entries = [entry for e in events if e.event_id not in redacted
                    and (entry := timeline_entry(e.pdu, e.stream_ordering)) is not None]
         if not await self._store.advance(conn, upto, events[-1].stream_ordering):
+            self._known_position = None
             return
         await self._store.delete(conn, stale)
         await self._store.insert(conn, entries)

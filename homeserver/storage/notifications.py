@@ -93,12 +93,6 @@ INSERT INTO notification_room_read (user_id, room_id, read_upto) VALUES ($1, $2,
 ON CONFLICT (user_id, room_id) DO UPDATE SET read_upto = excluded.read_upto
 WHERE notification_room_read.read_upto < excluded.read_upto
 """
-ENSURE_THREAD = """
-INSERT INTO notification_counts (user_id, room_id, thread_id, notif_count, highlight_count,
-                                 read_upto)
-VALUES ($1, $2, $3, 0, 0, $4)
-ON CONFLICT (user_id, room_id, thread_id) DO NOTHING
-"""
 _RECOUNT = """
 UPDATE notification_counts
 SET read_upto = CASE WHEN read_upto < $3 THEN $3 ELSE read_upto END,
@@ -118,7 +112,24 @@ SET read_upto = CASE WHEN read_upto < $3 THEN $3 ELSE read_upto END,
 WHERE user_id = $1 AND room_id = $2 AND read_upto < $3
 """
 RECOUNT_ROOM = _RECOUNT
-RECOUNT_THREAD = _RECOUNT + " AND thread_id = $4"
+# A thread read up to `position`: a new row starts read there; an existing one behind it
+# moves there and is recounted (one statement: it runs for every event a user sends).
+MARK_THREAD_READ = """
+INSERT INTO notification_counts (user_id, room_id, thread_id, notif_count, highlight_count,
+                                 read_upto)
+VALUES ($1, $2, $4, 0, 0, $3)
+ON CONFLICT (user_id, room_id, thread_id) DO UPDATE
+SET read_upto = excluded.read_upto,
+    notif_count = (SELECT COUNT(*) FROM notifications n
+                   WHERE n.user_id = excluded.user_id AND n.room_id = excluded.room_id
+                     AND n.thread_id = excluded.thread_id
+                     AND n.stream_ordering > excluded.read_upto),
+    highlight_count = (SELECT COUNT(*) FROM notifications n
+                       WHERE n.user_id = excluded.user_id AND n.room_id = excluded.room_id
+                         AND n.thread_id = excluded.thread_id AND n.highlight = 1
+                         AND n.stream_ordering > excluded.read_upto)
+WHERE notification_counts.read_upto < excluded.read_upto
+"""
 SELECT_COUNTS = """
 SELECT room_id, thread_id, notif_count, highlight_count FROM notification_counts
 WHERE user_id = $1 AND (notif_count > 0 OR highlight_count > 0)
@@ -177,8 +188,7 @@ class NotificationBatch:
 
     def mark_read(self, user_id: str, room_id: str, thread_id: str, position: int) -> None:
         """Queue `mark_read` for one thread (the unthreaded form is not batched)."""
-        self._queue(ENSURE_THREAD, (user_id, room_id, thread_id, position))
-        self._queue(RECOUNT_THREAD, (user_id, room_id, position, thread_id))
+        self._queue(MARK_THREAD_READ, (user_id, room_id, position, thread_id))
 
     async def flush(self) -> None:
         """Run the queued count statements (before anything reads the counts)."""
@@ -248,8 +258,7 @@ class NotificationStore:
             await conn.execute(UPSERT_ROOM_READ, user_id, room_id, position)
             await conn.execute(RECOUNT_ROOM, user_id, room_id, position)
         else:
-            await conn.execute(ENSURE_THREAD, user_id, room_id, thread_id, position)
-            await conn.execute(RECOUNT_THREAD, user_id, room_id, position, thread_id)
+            await conn.execute(MARK_THREAD_READ, user_id, room_id, position, thread_id)
 
     async def counts(self, db: Database | Connection,
                      user_id: str) -> dict[str, dict[str, tuple[int, int]]]:
