@@ -130,6 +130,29 @@ SET read_upto = excluded.read_upto,
                          AND n.stream_ordering > excluded.read_upto)
 WHERE notification_counts.read_upto < excluded.read_upto
 """
+# INCREMENT ($7 = 0; $8: the event's position) or MARK_THREAD_READ ($7 = 1; $8: the
+# position read up to) as one statement, so that a batch's count changes, in their
+# order, are one executemany: their order matters per row, as a receipt ahead of the
+# events decides which increments still count.
+COUNT_CHANGE = """
+INSERT INTO notification_counts (user_id, room_id, thread_id, notif_count, highlight_count,
+                                 read_upto)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (user_id, room_id, thread_id) DO UPDATE
+SET notif_count = CASE WHEN $7 = 0
+        THEN notification_counts.notif_count + excluded.notif_count
+        ELSE (SELECT COUNT(*) FROM notifications n
+              WHERE n.user_id = excluded.user_id AND n.room_id = excluded.room_id
+                AND n.thread_id = excluded.thread_id AND n.stream_ordering > $8) END,
+    highlight_count = CASE WHEN $7 = 0
+        THEN notification_counts.highlight_count + excluded.highlight_count
+        ELSE (SELECT COUNT(*) FROM notifications n
+              WHERE n.user_id = excluded.user_id AND n.room_id = excluded.room_id
+                AND n.thread_id = excluded.thread_id AND n.highlight = 1
+                AND n.stream_ordering > $8) END,
+    read_upto = CASE WHEN $7 = 0 THEN notification_counts.read_upto ELSE $8 END
+WHERE notification_counts.read_upto < $8
+"""
 SELECT_COUNTS = """
 SELECT room_id, thread_id, notif_count, highlight_count FROM notification_counts
 WHERE user_id = $1 AND (notif_count > 0 OR highlight_count > 0)
@@ -154,8 +177,8 @@ class NotificationBatch:
     events, in one transaction, with the same effect as making those calls one by one in
     the same order, in a few round trips instead of several per notification.
 
-    Why it is the same: the count statements run in the calls' order (each run of one
-    statement as one `executemany`). Whether a row is new is read once up front
+    Why it is the same: the count changes run in the calls' order, as one `executemany`
+    of COUNT_CHANGE, which is INCREMENT or MARK_THREAD_READ row by row. Whether a row is new is read once up front
     (`NotificationStore.batch`); `notification_room_read` is read once, since only an
     unthreaded receipt writes it, never these calls. The notification rows are inserted
     last: the only statement that reads them is the recount of `mark_read(position)`,
@@ -169,7 +192,7 @@ class NotificationBatch:
         self._seen = existing
         self._room_reads = room_reads
         self._rows: list[NewNotification] = []
-        self._runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._changes: list[tuple[Any, ...]] = []
 
     def add(self, notifications: Sequence[NewNotification]) -> list[NewNotification]:
         """Queue `add(notifications)`; returns the ones not recorded before."""
@@ -181,23 +204,20 @@ class NotificationBatch:
             added.append(n)
             room_read = self._room_reads.get((n.user_id, n.room_id), 0)
             unread = n.stream_ordering > room_read
-            self._queue(INCREMENT, (n.user_id, n.room_id, n.thread_id, int(unread),
-                                    int(unread and n.highlight), room_read, n.stream_ordering))
+            self._changes.append((n.user_id, n.room_id, n.thread_id, int(unread),
+                                  int(unread and n.highlight), room_read, 0, n.stream_ordering))
         self._rows.extend(added)
         return added
 
     def mark_read(self, user_id: str, room_id: str, thread_id: str, position: int) -> None:
         """Queue `mark_read` for one thread (the unthreaded form is not batched)."""
-        self._queue(MARK_THREAD_READ, (user_id, room_id, position, thread_id))
+        self._changes.append((user_id, room_id, thread_id, 0, 0, position, 1, position))
 
     async def flush(self) -> None:
-        """Run the queued count statements (before anything reads the counts)."""
-        runs, self._runs = self._runs, []
-        for sql, args in runs:
-            if len(args) == 1:
-                await self._conn.execute(sql, *args[0])
-            else:
-                await self._conn.executemany(sql, args)
+        """Run the queued count changes, in order (before anything reads the counts)."""
+        changes, self._changes = self._changes, []
+        if changes:
+            await self._conn.executemany(COUNT_CHANGE, changes)
 
     async def finish(self) -> None:
         await self.flush()
@@ -210,12 +230,6 @@ class NotificationBatch:
                  encoded.get(id(n.actions)) or encoded.setdefault(id(n.actions),
                                                                   _dump_actions(n.actions)),
                  int(n.highlight), n.ts) for n in rows])
-
-    def _queue(self, sql: str, args: tuple[Any, ...]) -> None:
-        if self._runs and self._runs[-1][0] is sql:
-            self._runs[-1][1].append(args)
-        else:
-            self._runs.append((sql, [args]))
 
 
 class NotificationStore:
