@@ -99,10 +99,15 @@ class Server:
     def version(self) -> str:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The server's environment (None: inherit ours)."""
+        return None
+
     def _spawn(self) -> None:
         self._log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(self.command(), cwd=self.workdir, stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=self.environment())
 
     async def start(self, timeout_s: float = 180.0) -> None:
         self._spawn()
@@ -193,6 +198,13 @@ class DevNet(Server):
 
     def command(self) -> list[str]:
         return [self.python, "-m", "homeserver", "run", "-c", str(self.workdir / "homeserver.yaml")]
+
+    def environment(self) -> dict[str, str]:
+        # The code under test is this checkout's, whatever the venv's editable install
+        # points at (a venv copied or shared between checkouts points elsewhere); the
+        # server runs in its work directory, so it would not find the checkout otherwise.
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
 
     def version(self) -> str:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
