@@ -7,10 +7,12 @@ per-version event formats at https://spec.matrix.org/v1.19/rooms/ .
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import canonicaljson
+import orjson
 
 from homeserver.events.room_versions import RoomVersion
 
@@ -34,7 +36,72 @@ def encode_canonical_json(obj: Any) -> bytes:
     Raises ValueError for NaN/Infinity, which JSON cannot express. Floats are encoded
     as given: events in rooms v1–5 may carry them and their hashes were computed so.
     """
+    return _encode(obj, known_plain=False)
+
+
+def _encode(obj: Any, *, known_plain: bool) -> bytes:
+    """orjson's output where it is the library's, else the library's own encoding.
+
+    For exact dict/list/tuple/str/int/bool/None values the two agree byte for byte
+    (escapes, code point key order: tests/events/test_canonical_json_fuzz.py). Anything
+    else goes to the library: floats above all (orjson writes 1e-7 where the library
+    writes 1e-07, and NaN as null where the library raises), subclasses (the library
+    calls their own methods), enums and UUIDs (orjson encodes what the library refuses).
+    So does whatever orjson refuses (integers beyond 64 bits, keys that are not exact
+    str, lone surrogates, nesting over 253, cycles), which the library encodes or
+    refuses with its own ValueError/TypeError.
+    `known_plain`: the caller has already walked `obj` and found only those types.
+    """
+    try:
+        out = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return canonicaljson.encode_canonical_json(obj)
+    if known_plain or _plain(obj):
+        return out
     return canonicaljson.encode_canonical_json(obj)
+
+
+def _plain(value: Any) -> bool:
+    """Whether only exact dict/list/tuple/str/int/bool/None occur in `value`.
+
+    Recursive: only called on what orjson encoded, so nesting is at most 253 deep.
+    """
+    t = type(value)
+    if t is dict:
+        children = value.values()
+    elif t is list or t is tuple:
+        children = value
+    else:
+        return t is str or t is int or t is bool or value is None
+    for v in children:
+        t = type(v)
+        if t is str or t is int:
+            continue
+        if t is dict or t is list or t is tuple:
+            if not _plain(v):
+                return False
+        elif t is not bool and v is not None:
+            return False
+    return True
+
+
+def decode_canonical_json(text: str) -> Any:
+    """`json.loads(text)`, several times faster when `text` is canonical JSON.
+
+    orjson parses integers beyond 64 bits as floats and refuses what `json` accepts
+    (lone surrogate escapes, NaN, 1e400). Its result is taken only when it encodes
+    back to exactly `text`: a float where `text` had an integer could not, and a float
+    that did is the one `json` reads (both round-trip floats exactly).
+    """
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    try:
+        same = orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == text.encode("utf-8")
+    except orjson.JSONEncodeError:
+        same = False
+    return value if same else json.loads(text)
 
 
 class EventFormatError(ValueError):
@@ -56,19 +123,36 @@ def check_event_format(pdu_json: dict[str, Any], room_version: RoomVersion) -> N
     """
     if not isinstance(pdu_json, dict):
         raise EventFormatError("event is not a JSON object")
-    if room_version.strict_canonicaljson:
-        _check_strict_numbers(pdu_json)
+    plain = room_version.strict_canonicaljson and _check_strict_numbers(pdu_json)
     _check_required_keys(pdu_json, room_version)
     _check_event_refs(pdu_json, room_version)
     _check_key_lengths(pdu_json)
-    _check_total_size(pdu_json)
+    _check_total_size(pdu_json, plain)
 
 
-def _check_strict_numbers(value: Any) -> None:
+def _check_strict_numbers(value: Any) -> bool:
+    """Reject floats and integers outside [-(2**53)+1, 2**53-1]; return whether only
+    exact dict/list/str/int/bool/None occur (then orjson's encoding is canonical)."""
+    plain = True
     # Iterative walk: a hostile event may nest deeply enough to exhaust recursion.
     stack = [value]
     while stack:
         v = stack.pop()
+        t = type(v)
+        # Exact types first: they are nearly every value of a real event.
+        if t is str or t is bool or v is None:
+            continue
+        if t is dict:
+            stack.extend(v.values())
+            continue
+        if t is list:
+            stack.extend(v)
+            continue
+        if t is int:
+            if not CANONICALJSON_MIN_INT <= v <= CANONICALJSON_MAX_INT:
+                raise EventFormatError(f"integer out of canonical JSON range: {v}")
+            continue
+        plain = False
         if isinstance(v, dict):
             stack.extend(v.values())
         elif isinstance(v, list):
@@ -81,6 +165,7 @@ def _check_strict_numbers(value: Any) -> None:
         elif isinstance(v, float):
             what = "non-finite number" if not math.isfinite(v) else "float"
             raise EventFormatError(f"{what} not allowed in this room version: {v!r}")
+    return plain
 
 
 def _is_int(v: Any) -> bool:
@@ -156,9 +241,9 @@ def _check_key_lengths(pdu_json: dict[str, Any]) -> None:
             raise EventFormatError(f"{key!r} exceeds {MAX_KEY_BYTES} bytes", "M_TOO_LARGE")
 
 
-def _check_total_size(pdu_json: dict[str, Any]) -> None:
+def _check_total_size(pdu_json: dict[str, Any], plain: bool) -> None:
     try:
-        size = len(encode_canonical_json(pdu_json))
+        size = len(_encode(pdu_json, known_plain=plain))
     except (ValueError, TypeError) as e:
         raise EventFormatError(f"event is not valid JSON: {e}") from e
     if size > MAX_PDU_SIZE:

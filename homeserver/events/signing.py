@@ -3,7 +3,9 @@
 Spec: https://spec.matrix.org/v1.19/appendices/#signing-json ,
 https://spec.matrix.org/v1.19/appendices/#checking-for-a-signature and
 https://spec.matrix.org/v1.19/server-server-api/#signing-events .
-The ed25519 and key (de)serialisation work is delegated to `signedjson`.
+Keys and their (de)serialisation come from `signedjson`; the signed bytes are this
+package's canonical JSON (events/canonical_json.py), several times faster than the one
+`signedjson.sign` uses, and byte-identical to it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import signedjson.key
-import signedjson.sign
 from signedjson.types import SigningKey, VerifyKey
+from unpaddedbase64 import decode_base64, encode_base64
 
+from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.hashing import add_content_hash
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import RoomVersion
@@ -51,6 +54,15 @@ def decode_signing_key_base64(algorithm: str, version: str, key_base64: str) -> 
     return signedjson.key.decode_signing_key_base64(algorithm, version, key_base64)
 
 
+_NOT_SIGNED = ("signatures", "unsigned")
+
+
+def _signed_bytes(obj: JsonDict) -> bytes:
+    """What a signature covers: the canonical JSON of `obj` without `signatures` and
+    `unsigned` (appendices#signing-details)."""
+    return encode_canonical_json({k: v for k, v in obj.items() if k not in _NOT_SIGNED})
+
+
 def sign_json(obj: JsonDict, server_name: str, signing_key: SigningKey) -> JsonDict:
     """A copy of `obj` with this server's signature added (appendices#signing-details).
 
@@ -59,14 +71,19 @@ def sign_json(obj: JsonDict, server_name: str, signing_key: SigningKey) -> JsonD
     signatures = obj.get("signatures", {})
     if not isinstance(signatures, dict):
         raise SignatureError("'signatures' is not an object")
-    copied = dict(obj)
-    # signedjson adds to the nested dicts in place: give it copies, not the caller's.
-    copied["signatures"] = {
-        name: dict(sigs) if isinstance(sigs, dict) else sigs for name, sigs in signatures.items()
-    }
-    if not isinstance(copied["signatures"].get(server_name, {}), dict):
+    if not isinstance(signatures.get(server_name, {}), dict):
         raise SignatureError(f"'signatures.{server_name}' is not an object")
-    return signedjson.sign.sign_json(copied, server_name, signing_key)
+    signature = encode_base64(signing_key.sign(_signed_bytes(obj)).signature)
+    # The caller's nested objects are copied, never added to.
+    copied = {name: dict(sigs) if isinstance(sigs, dict) else sigs
+              for name, sigs in signatures.items()}
+    copied.setdefault(server_name, {})[key_id(signing_key)] = signature
+    signed = {k: v for k, v in obj.items() if k not in _NOT_SIGNED}
+    signed["signatures"] = copied
+    unsigned = obj.get("unsigned")
+    if unsigned is not None:
+        signed["unsigned"] = unsigned
+    return signed
 
 
 def verify_json(obj: JsonDict, server_name: str, verify_key: VerifyKey) -> None:
@@ -75,12 +92,32 @@ def verify_json(obj: JsonDict, server_name: str, verify_key: VerifyKey) -> None:
     Raises SignatureError when the signature is absent, undecodable or wrong.
     """
     try:
-        signedjson.sign.verify_signed_json(obj, server_name, verify_key)
-    except signedjson.sign.SignatureVerifyException as e:
-        raise SignatureError(str(e)) from e
+        message, signature = _message_and_signature(obj, server_name, key_id(verify_key))
+    except SignatureError:
+        raise
     except (TypeError, AttributeError, ValueError) as e:
         # Malformed `signatures` (not objects) or JSON that cannot be canonicalised.
         raise SignatureError(f"unverifiable object: {e}") from e
+    try:
+        verify_key.verify(message, signature)
+    except Exception as e:  # nacl's BadSignatureError, or ValueError for a bad length
+        raise SignatureError(f"Unable to verify signature for {server_name}: {type(e)} {e}") from e
+
+
+def _message_and_signature(obj: JsonDict, server_name: str, key: str) -> tuple[bytes, bytes]:
+    try:
+        signatures = obj["signatures"]
+    except KeyError:
+        raise SignatureError("No signatures on this object") from None
+    try:
+        signature_b64 = signatures[server_name][key]
+    except KeyError:
+        raise SignatureError(f"Missing signature for {server_name}, {key}") from None
+    try:
+        signature = decode_base64(signature_b64)
+    except Exception:  # binascii.Error, or TypeError for a signature that is no string
+        raise SignatureError(f"Invalid signature base64 for {server_name}, {key}") from None
+    return _signed_bytes(obj), signature
 
 
 def sign_event(

@@ -14,13 +14,12 @@ transaction may still be rolled back, and an outlier has no position to vouch fo
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
 
-from homeserver.events.canonical_json import encode_canonical_json
+from homeserver.events.canonical_json import decode_canonical_json, encode_canonical_json
 from homeserver.events.pdu import Pdu
 from homeserver.events.room_versions import get_room_version
 from homeserver.storage.batch import fetch_for_ids, is_postgres
@@ -118,7 +117,7 @@ SELECT_REDACTIONS_SQLITE = _REDACTION_QUERY.format("IN (SELECT value FROM json_e
 def _row_to_event(row: Row) -> StoredEvent:
     room_version = get_room_version(row["room_version"])
     assert room_version is not None, "rooms row holds an unknown version"
-    pdu = Pdu(json.loads(row["json"]), room_version, row["event_id"])
+    pdu = Pdu(decode_canonical_json(row["json"]), room_version, row["event_id"])
     pdu.rejected_reason = row["rejected_reason"]
     return StoredEvent(pdu=pdu, stream_ordering=row["stream_ordering"],
                        outlier=bool(row["outlier"]), replaces_state=row["replaces_state"])
