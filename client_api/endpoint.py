@@ -15,6 +15,7 @@ import attrs
 from aiohttp import web
 
 from homeserver.accounts.requester import Requester
+from homeserver.errors import BadJson, NotJson
 
 JsonDict = dict[str, Any]
 
@@ -80,18 +81,20 @@ def v3(path: str, *, r0: bool = True) -> tuple[str, ...]:
     return (f"/v3{path}", f"/r0{path}") if r0 else (f"/v3{path}",)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Built once: json.loads() with a hook builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json_object(raw: bytes) -> JsonDict:
     """Decode a request body: must be UTF-8 JSON (no NaN/Infinity) holding an object."""
-    from homeserver.errors import BadJson, NotJson
-
     if not raw.strip():
         return {}
-
-    def _reject_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise NotJson("Content not JSON.") from None
     if not isinstance(value, dict):

@@ -372,7 +372,8 @@ class Homeserver:
         # answer with files, so they add plain routes using the same Authenticator.
         registrar.add_routes(app, MediaUploads(self.media, self.thumbnails).endpoints(),
                              prefix="/_matrix")
-        MediaDownloads(self.media, self.thumbnails, self.authenticator).add_routes(app)
+        registrar.add_plain_routes(
+            app, MediaDownloads(self.media, self.thumbnails, self.authenticator).add_routes)
         registrar.add_routes(app, UrlPreviewApi(self.url_previewer).endpoints(), prefix="/_matrix")
 
     def _add_e2e_routes(self, app: web.Application, registrar: Registrar) -> None:
@@ -390,7 +391,8 @@ class Homeserver:
         # A WebSocket is no JSON endpoint, so it bypasses the registrar's table; it
         # authenticates through the same Authenticator (see client_api/sync_ws.py).
         stream = SyncStream(self.sync, self.filters, self.authenticator)
-        app.router.add_get(CLIENT_PREFIX + SYNC_STREAM_PATH, stream.handle)
+        registrar.add_plain_routes(
+            app, lambda plain: plain.router.add_get(CLIENT_PREFIX + SYNC_STREAM_PATH, stream.handle))
 
         async def close_streams(_: web.Application) -> None:
             await stream.close_all()

@@ -4,7 +4,7 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1mediado
 They answer with a file, not JSON, so they are plain aiohttp routes rather than table
 endpoints; auth follows the registrar exactly (same token extraction, same
 Authenticator, guests allowed as for Auth.GUEST_OK), and errors are raised as
-MatrixError for the app's shared error middleware to map.
+MatrixError for the registrar's plain-route wrapper (Registrar.add_plain_routes) to map.
 
 Legacy unauthenticated /_matrix/media/v3/download|thumbnail serve media per
 `media.legacy_unauthenticated_media`: all, none, or only media created before
