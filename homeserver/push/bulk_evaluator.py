@@ -161,7 +161,7 @@ class BulkPushEvaluator:
         if self._known_position != upto and await self._position.evaluated_upto(conn) != upto:
             return
         outcomes = await self._evaluate(conn, [(e.pdu, e.stream_ordering) for e in events])
-        queued = await self._record(conn, upto, outcomes)
+        queued = await self._record(conn, upto, outcomes, fresh=True)
         if queued is None:  # the position was not where we remembered it: nothing written
             self._known_position = None
             return
@@ -298,24 +298,25 @@ class BulkPushEvaluator:
         """Record `outcomes` (the events right after `upto`) and move the position past
         them, in one transaction; False if the position is no longer at `upto`."""
         async with self._db.transaction() as conn:
-            queued = await self._record(conn, upto, outcomes)
+            queued = await self._record(conn, upto, outcomes, fresh=True)
         if queued is None:
             return False
         if queued and self._delivery is not None:
             self._delivery.wake()
         return True
 
-    async def _record(self, conn: Connection, upto: int,
-                      outcomes: Sequence[Outcome]) -> bool | None:
+    async def _record(self, conn: Connection, upto: int, outcomes: Sequence[Outcome], *,
+                      fresh: bool = False) -> bool | None:
         """`_write`'s statements in the caller's transaction: None if the position is no
-        longer at `upto` (nothing written), else whether pushes were queued."""
+        longer at `upto` (nothing written), else whether pushes were queued. `fresh`: the
+        events were persisted by this very transaction (so have no notifications yet)."""
         users = {n.user_id for o in outcomes for n in o.notifications}
         rooms = {o.room_id for o in outcomes if o.notifications}
         last = outcomes[-1].stream_ordering
         queued = False
         if not await self._position.advance(conn, upto, last):
             return None
-        batch = await self._notifications.batch(conn, users, rooms, upto, last)
+        batch = await self._notifications.batch(conn, users, rooms, upto, last, fresh=fresh)
         delivery = self._delivery
         pushable = (await delivery.users_with_pushers(conn, users)
                     if delivery is not None and users else set())

@@ -99,6 +99,9 @@ WHERE f.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC
 """
 INSERT_EXTREMITY = "INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 DELETE_EXTREMITY = "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2"
+REPLACE_EXTREMITY = """
+UPDATE forward_extremities SET event_id = $3 WHERE room_id = $1 AND event_id = $2
+"""
 ROOM_LOCK = "SELECT pg_advisory_xact_lock($1)"
 INSERT_REDACTION = """
 INSERT INTO redactions (event_id, redacts, room_id, validated) VALUES ($1, $2, $3, $4)
@@ -262,6 +265,11 @@ class EventStore:
 
     async def update_extremities(self, conn: Connection, room_id: str, *,
                                  remove: Sequence[str], add: Sequence[str]) -> None:
+        if len(remove) == 1 and len(add) == 1:
+            # The usual step of a linear room: one statement instead of two.
+            if await conn.execute(REPLACE_EXTREMITY, room_id, remove[0], add[0]):
+                return
+            remove = []
         if remove:
             await conn.executemany(DELETE_EXTREMITY, [(room_id, e) for e in remove])
         if add:

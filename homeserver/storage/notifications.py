@@ -234,14 +234,17 @@ class NotificationBatch:
 
 class NotificationStore:
     async def batch(self, conn: Connection, users: Collection[str], rooms: Collection[str],
-                    after: int, upto: int) -> NotificationBatch:
+                    after: int, upto: int, *, fresh: bool = False) -> NotificationBatch:
         """A batch for the events after stream position `after` up to `upto`, notifying
-        at most `users` in `rooms`."""
+        at most `users` in `rooms`. `fresh`: the events were written by the caller's own
+        transaction, so none of them can have notification rows yet."""
         existing: set[tuple[str, str]] = set()
         room_reads: dict[tuple[str, str], int] = {}
         if users:
-            existing = {(r["user_id"], r["event_id"]) for r in await fetch_for_ids(
-                conn, SELECT_EXISTING_PG, SELECT_EXISTING_SQLITE, sorted(users), after, upto)}
+            if not fresh:
+                existing = {(r["user_id"], r["event_id"]) for r in await fetch_for_ids(
+                    conn, SELECT_EXISTING_PG, SELECT_EXISTING_SQLITE, sorted(users), after,
+                    upto)}
             if is_postgres(conn):
                 rows = await conn.fetch(SELECT_ROOM_READS_PG, sorted(users), sorted(rooms))
             else:

@@ -4,7 +4,8 @@ Why statements run on the event loop's thread: an indexed SQLite statement costs
 5-30 us, while handing it to a worker thread and back costs more than that in wake-ups
 and GIL hand-overs (it was the largest cost in the send and sync profiles,
 docs/benchmarks.md). Only the one slow thing, the fsync of COMMIT (~2 ms on an ordinary
-disk), runs on a worker thread; so does BEGIN IMMEDIATE when another process holds the
+disk), runs on a worker thread, unless the disk is fast and nobody waits (see
+INLINE_COMMIT_MAX_S); so does BEGIN IMMEDIATE when another process holds the
 write lock (it waits then), while a free lock is taken on the loop without waiting.
 
 Why group commit: every commit is an fsync, and SQLite has one writer. A transaction
@@ -30,6 +31,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -42,6 +44,11 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 # Transactions that may share one commit. Bounded so the first caller's wait stays short
 # when writers keep arriving.
 MAX_GROUP_COMMIT = 64
+# A COMMIT nobody else waits for runs on the loop while recent commits took less than
+# this (the fsync of a fast disk): handing it to the commit thread and back then costs
+# more than the commit, on the latency of an idle server above all. A slower disk (or a
+# busy writer) keeps commits on the thread, so the loop never stalls for an fsync.
+INLINE_COMMIT_MAX_S = 0.001
 # How long a write waits for another process holding SQLite's write lock.
 BUSY_TIMEOUT_MS = 5000
 
@@ -165,6 +172,8 @@ class SqliteDatabase(Database):
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._batch: _Batch | None = None
         self._committing: set[asyncio.Task[None]] = set()
+        # Moving average of how long COMMIT itself takes (seconds), wherever it runs.
+        self._commit_seconds = 0.0
 
     async def open(self) -> None:
         _check_directory(self.path)
@@ -235,20 +244,47 @@ class SqliteDatabase(Database):
         batch = self._batch
         if batch is None:
             self._hand_over_or_free()
-        elif any(not w.done() for w in self._waiters) and batch.members < MAX_GROUP_COMMIT:
-            self._hand_over_or_free()
+        elif any(not w.done() for w in self._waiters):
+            if batch.members < MAX_GROUP_COMMIT:
+                self._hand_over_or_free()
+            else:
+                self._commit_in_thread(batch)
+        elif self._commit_seconds < INLINE_COMMIT_MAX_S:
+            self._commit_inline(batch)
         else:
-            # A task of its own, so a cancelled caller cannot leave the batch uncommitted.
-            task = asyncio.get_running_loop().create_task(self._commit(batch))
-            self._committing.add(task)
-            task.add_done_callback(self._committing.discard)
+            self._commit_in_thread(batch)
+
+    def _commit_in_thread(self, batch: _Batch) -> None:
+        # A task of its own, so a cancelled caller cannot leave the batch uncommitted.
+        task = asyncio.get_running_loop().create_task(self._commit(batch))
+        self._committing.add(task)
+        task.add_done_callback(self._committing.discard)
+
+    def _commit_inline(self, batch: _Batch) -> None:
+        writer = self._writer
+        assert writer is not None
+        try:
+            self._note_commit_time(_timed_commit(writer))
+        except BaseException as e:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK").close()
+            batch.committed.set_exception(e)
+        else:
+            batch.committed.set_result(None)
+        finally:
+            self._batch = None
+            self._hand_over_or_free()
+
+    def _note_commit_time(self, seconds: float) -> None:
+        self._commit_seconds = 0.8 * self._commit_seconds + 0.2 * seconds
 
     async def _commit(self, batch: _Batch) -> None:
         writer = self._writer
         assert writer is not None and self._commit_thread is not None
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._commit_thread, _run, writer, "COMMIT")
+            self._note_commit_time(
+                await loop.run_in_executor(self._commit_thread, _timed_commit, writer))
         except BaseException as e:
             if writer.in_transaction:
                 writer.execute("ROLLBACK").close()
@@ -344,6 +380,13 @@ class SqliteDatabase(Database):
 
 def _run(conn: sqlite3.Connection, sql: str) -> None:
     conn.execute(sql).close()
+
+
+def _timed_commit(conn: sqlite3.Connection) -> float:
+    """COMMIT; how long it took (mostly the fsync)."""
+    start = time.perf_counter()
+    _run(conn, "COMMIT")
+    return time.perf_counter() - start
 
 
 def _consume(future: asyncio.Future[None]) -> None:

@@ -170,3 +170,35 @@ async def write_again(db: SqliteDatabase) -> None:
     async with db.transaction() as conn:
         await conn.execute(INSERT, "again", 3)
     assert "again" in await keys(db)
+
+
+async def test_commits_run_on_the_loop_only_while_they_are_fast(
+        db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An uncontended COMMIT runs on the loop while commits are quick (a fast disk); once
+    they are slow (simulated here), they move to the commit thread."""
+    import threading
+    import time
+    where: list[str] = []
+    disk_seconds = 0.0
+    original = sqlite_engine._run
+
+    def run(conn: object, sql: str) -> None:
+        if sql == "COMMIT":
+            where.append(threading.current_thread().name)
+            time.sleep(disk_seconds)  # the simulated fsync
+        original(conn, sql)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_engine, "_run", run)
+
+    async def write(key: str) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(INSERT, key, 1)
+
+    for i in range(3):
+        await write(f"fast{i}")
+    assert where == ["MainThread"] * 3
+    disk_seconds = 0.01
+    for i in range(6):
+        await write(f"slow{i}")
+    assert where[-1].startswith("sqlite-commit")
+    assert len(await keys(db)) == 9
