@@ -360,7 +360,16 @@ class SqliteDatabase(Database):
             self._pass_on()
             raise
         writer.execute("RELEASE tx").close()
-        self._pass_on()
+        if not self._waiters and self._commit_seconds < INLINE_COMMIT_MAX_S:
+            # About to commit on the loop, which ends the batch: first let the tasks that
+            # are ready run, so that any that want the writer join this commit. (A
+            # transaction that never awaits would otherwise commit alone every time.)
+            try:
+                await asyncio.sleep(0)
+            finally:
+                self._pass_on()
+        else:
+            self._pass_on()
         # shield: a caller cancelled now still has its work committed with the batch.
         await asyncio.shield(batch.committed)
 

@@ -187,13 +187,27 @@ async def test_queued_sends_to_a_room_share_a_transaction_and_fail_alone(
 async def test_a_send_cancelled_while_queued_is_never_persisted(rooms: RoomService, database: Database) -> None:
     room_id = await make_room(rooms)
     count = await _count(database, "SELECT COUNT(*) FROM events")
+    # The first send holds the room lock until the gate opens (on SQLite a send may
+    # otherwise run start to finish without ever yielding).
+    gate, holding = asyncio.Event(), asyncio.Event()
+    events = rooms.stores.events
+    lock_room = events.lock_room
+
+    async def held_lock_room(conn: object, room: str) -> None:
+        holding.set()
+        await gate.wait()
+        await lock_room(conn, room)  # type: ignore[arg-type]
+    events.lock_room = held_lock_room  # type: ignore[method-assign, assignment]
     first = asyncio.create_task(rooms.persister.send(
         {"type": "m.room.message", "room_id": room_id, "sender": ALICE, "content": {"body": "1"}}))
-    await asyncio.sleep(0)  # first holds the room lock
+    await holding.wait()  # first holds the room lock
+    events.lock_room = lock_room  # type: ignore[method-assign]
     doomed = asyncio.create_task(rooms.persister.send(
         {"type": "m.room.message", "room_id": room_id, "sender": ALICE, "content": {"body": "2"}}))
     await asyncio.sleep(0)  # doomed is queued behind it
+    assert len(rooms.persister._queued[room_id]) == 1
     doomed.cancel()
+    gate.set()
     await first
     with pytest.raises(asyncio.CancelledError):
         await doomed
