@@ -66,14 +66,16 @@ class RoomAudience:
 
     @classmethod
     async def load(cls, conn: Connection, stores: RoomStores, room_id: str,
-                   suffix: str, cache: AudienceCache | None = None) -> RoomAudience:
+                   suffix: str, cache: AudienceCache | None = None,
+                   snapshot_id: int | None = None) -> RoomAudience:
         """The room's audience at its current state. With `cache`, reused while the
         room's current state snapshot is the same one: a snapshot ID names one exact
-        state, so an entry for it can never be stale."""
-        snapshot_id = None
-        if cache is not None:
+        state, so an entry for it can never be stale. `snapshot_id`: the room's current
+        snapshot if the caller knows it (else it is read)."""
+        if cache is not None and snapshot_id is None:
             room = await stores.rooms.get(conn, room_id)
             snapshot_id = room.current_snapshot_id if room is not None else None
+        if cache is not None:
             cached = cache.get(room_id, snapshot_id)
             if cached is not None:
                 return attrs.evolve(cached, names=None)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -160,7 +160,11 @@ class BulkPushEvaluator:
         upto = events[0].stream_ordering - 1
         if self._known_position != upto and await self._position.evaluated_upto(conn) != upto:
             return
-        outcomes = await self._evaluate(conn, [(e.pdu, e.stream_ordering) for e in events])
+        # The room's snapshot after the batch, as the persister left it (saves a read).
+        snapshots = {e.room_id: e.current_snapshot_id for e in events
+                     if e.current_snapshot_id is not None}
+        outcomes = await self._evaluate(conn, [(e.pdu, e.stream_ordering) for e in events],
+                                        snapshots)
         queued = await self._record(conn, upto, outcomes, fresh=True)
         if queued is None:  # the position was not where we remembered it: nothing written
             self._known_position = None
@@ -240,15 +244,17 @@ class BulkPushEvaluator:
                 return len(event_ids) if recorded else None
         return len(event_ids) if await self._write_each(upto, outcomes) else None
 
-    async def _evaluate(self, conn: Connection,
-                        events: Sequence[tuple[Pdu, int]]) -> list[Outcome]:
-        """Outcomes for `(pdu, stream_ordering)` pairs, in the order given."""
+    async def _evaluate(self, conn: Connection, events: Sequence[tuple[Pdu, int]],
+                        snapshots: Mapping[str, int] | None = None) -> list[Outcome]:
+        """Outcomes for `(pdu, stream_ordering)` pairs, in the order given; `snapshots`:
+        rooms' current state snapshots where the caller knows them."""
         rooms = {pdu.room_id for pdu, _ in events if pdu.rejected_reason is None}
         audiences: dict[str, RoomAudience] = {}
         for room_id in sorted(rooms):
             try:
-                audiences[room_id] = await RoomAudience.load(conn, self._stores, room_id,
-                                                             self._suffix, self._audiences)
+                audiences[room_id] = await RoomAudience.load(
+                    conn, self._stores, room_id, self._suffix, self._audiences,
+                    (snapshots or {}).get(room_id))
             except Exception:
                 # Its events fail below and are stepped past, like any bad event.
                 logger.exception("push evaluation could not read room %s", room_id)

@@ -89,6 +89,9 @@ class PersistedEvent:
     stream_ordering: int
     # True when an earlier request with the same transaction ID created the event.
     deduplicated: bool = False
+    # The room's current state snapshot right after the event (None when not known,
+    # e.g. for a deduplicated send): lets batch writers skip reading the room.
+    current_snapshot_id: int | None = None
 
     @property
     def event_id(self) -> str:
@@ -385,7 +388,8 @@ class EventPersister:
         for d, ordering in zip(deferred, orderings, strict=True):
             for writer in self.derived_writers:
                 await writer(conn, d.pdu, ordering)
-            outcomes[d.index] = PersistedEvent(d.pdu, ordering)
+            outcomes[d.index] = PersistedEvent(d.pdu, ordering,
+                                               current_snapshot_id=view.room.current_snapshot_id)
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
         """The batch writers, each in a savepoint: what one fails to record, its own
@@ -525,7 +529,8 @@ class EventPersister:
                                         pdu.event_id, room_id, self._clock.time_ms())
         for writer in self.derived_writers:
             await writer(conn, pdu, ordering)
-        return PersistedEvent(pdu, ordering), new_extremities, new_current
+        return (PersistedEvent(pdu, ordering, current_snapshot_id=new_current), new_extremities,
+                new_current)
 
     async def _update_extremities_and_current(
             self, conn: Connection, pdu: Pdu, before: StateBefore, after: int,
