@@ -250,8 +250,8 @@ class CrashingStore(NotificationStore):
         self.after = after
 
     async def batch(self, conn: Connection, users: Any, rooms: Any, after: int,
-                    upto: int) -> Any:
-        batch = await super().batch(conn, users, rooms, after, upto)
+                    upto: int, *, fresh: bool = False) -> Any:
+        batch = await super().batch(conn, users, rooms, after, upto, fresh=fresh)
         self.after -= 1
         if self.after < 0:
             finish = batch.finish

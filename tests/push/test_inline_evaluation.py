@@ -98,12 +98,12 @@ class FailingOnce(NotificationStore):
         self.failures = 1
 
     async def batch(self, conn: Connection, users: Any, rooms: Any, after: int,
-                    upto: int) -> Any:
+                    upto: int, *, fresh: bool = False) -> Any:
         if self.failures:
             self.failures -= 1
             # A real failing statement, so PostgreSQL's transaction state is exercised.
             await conn.execute("SELECT no_such_column FROM notifications")
-        return await super().batch(conn, users, rooms, after, upto)
+        return await super().batch(conn, users, rooms, after, upto, fresh=fresh)
 
 
 async def test_a_failed_inline_record_is_rolled_back_and_caught_up_after_commit(
