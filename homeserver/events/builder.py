@@ -18,14 +18,15 @@ from typing import Any
 from signedjson.types import SigningKey
 from unpaddedbase64 import encode_base64
 
-from homeserver.events.canonical_json import CANONICALJSON_MAX_INT, encode_canonical_json
-from homeserver.events.hashing import (
-    add_content_hash,
-    compute_reference_hash,
-    event_id_from_reference_hash,
+from homeserver.events.canonical_json import (
+    CANONICALJSON_MAX_INT,
+    encode_and_check_plain,
+    encode_canonical_json,
+    encode_known_plain,
 )
+from homeserver.events.hashing import compute_reference_hash, event_id_from_reference_hash
 from homeserver.events.pdu import Pdu
-from homeserver.events.redaction import redact
+from homeserver.events.redaction import redact_shared
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.signing import key_id
 
@@ -84,18 +85,20 @@ def _hash_and_sign(event: JsonDict, room_version: RoomVersion, server_name: str,
     #calculating-the-reference-hash-for-an-event). Encoding them once instead of twice
     is a measurable share of a send (docs/benchmarks.md); test_builder checks the result
     against `sign_event` and `compute_event_id`.
+    `event` has no `hashes`, `signatures` or `unsigned` yet, so it is exactly what the
+    content hash covers. It is checked for exact JSON types once: the redacted form and
+    the full event are built from its parts and base64 strings, so they are too.
     """
-    hashed = add_content_hash(event)
-    redacted = redact(hashed, room_version)
-    redacted.pop("signatures", None)
-    redacted.pop("unsigned", None)
-    signed_bytes = encode_canonical_json(redacted)
+    content_bytes, plain = encode_and_check_plain(event)
+    event["hashes"] = {"sha256": encode_base64(hashlib.sha256(content_bytes).digest())}
+    redacted = redact_shared(event, room_version)
+    signed_bytes = encode_known_plain(redacted) if plain else encode_canonical_json(redacted)
     signature = signing_key.sign(signed_bytes).signature
-    hashed["signatures"] = {server_name: {key_id(signing_key): encode_base64(signature)}}
+    event["signatures"] = {server_name: {key_id(signing_key): encode_base64(signature)}}
     event_id = None
     if not room_version.legacy_event_format:
         event_id = event_id_from_reference_hash(hashlib.sha256(signed_bytes).digest(), room_version)
-    return Pdu(hashed, room_version, event_id=event_id)
+    return Pdu(event, room_version, event_id=event_id, plain=plain and type(server_name) is str)
 
 
 def _base_fields(room_version: RoomVersion, fields: Mapping[str, Any]) -> JsonDict:

@@ -28,6 +28,13 @@ CANONICALJSON_MIN_INT = -CANONICALJSON_MAX_INT
 # The PDU schemas bound the DAG fan-out of a single event.
 MAX_PREV_EVENTS = 20
 MAX_AUTH_EVENTS = 10
+_EVENT_REF_LIMITS = (("prev_events", MAX_PREV_EVENTS), ("auth_events", MAX_AUTH_EVENTS))
+_OPTIONAL_KEYS = (
+    ("state_key", "a string", str),
+    ("signatures", "an object", dict),
+    ("unsigned", "an object", dict),
+    ("redacts", "a string", str),
+)
 
 
 def encode_canonical_json(obj: Any) -> bytes:
@@ -37,6 +44,27 @@ def encode_canonical_json(obj: Any) -> bytes:
     as given: events in rooms v1–5 may carry them and their hashes were computed so.
     """
     return _encode(obj, known_plain=False)
+
+
+def encode_and_check_plain(obj: Any) -> tuple[bytes, bool]:
+    """`encode_canonical_json(obj)`, and whether `obj` held only exact JSON types.
+
+    When it did, values assembled from its parts and further exact str/int/dict/list
+    values can be encoded with `encode_known_plain`, which skips the walk over them.
+    """
+    try:
+        out = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return canonicaljson.encode_canonical_json(obj), False
+    if _plain(obj):
+        return out, True
+    return canonicaljson.encode_canonical_json(obj), False
+
+
+def encode_known_plain(obj: Any) -> bytes:
+    """`encode_canonical_json` of a value known to hold only exact JSON types (see
+    `encode_and_check_plain`); what orjson refuses still goes to the library."""
+    return _encode(obj, known_plain=True)
 
 
 def _encode(obj: Any, *, known_plain: bool) -> bytes:
@@ -183,14 +211,27 @@ def _require(pdu_json: dict[str, Any], key: str, kind: type, kind_name: str) -> 
 
 
 def _check_required_keys(pdu_json: dict[str, Any], room_version: RoomVersion) -> None:
-    _require(pdu_json, "type", str, "a string")
-    _require(pdu_json, "sender", str, "a string")
-    _require(pdu_json, "content", dict, "an object")
-    _require(pdu_json, "depth", int, "an integer")
-    _require(pdu_json, "origin_server_ts", int, "an integer")
-    _require(pdu_json, "hashes", dict, "an object")
-    _require(pdu_json, "prev_events", list, "an array")
-    _require(pdu_json, "auth_events", list, "an array")
+    get = pdu_json.get
+    # Exact types pass at once; anything else (absent, wrong, a subclass) takes the
+    # checks one by one, which raise for the first key that fails.
+    if not (
+        type(get("type")) is str
+        and type(get("sender")) is str
+        and type(get("content")) is dict
+        and type(get("depth")) is int
+        and type(get("origin_server_ts")) is int
+        and type(get("hashes")) is dict
+        and type(get("prev_events")) is list
+        and type(get("auth_events")) is list
+    ):
+        _require(pdu_json, "type", str, "a string")
+        _require(pdu_json, "sender", str, "a string")
+        _require(pdu_json, "content", dict, "an object")
+        _require(pdu_json, "depth", int, "an integer")
+        _require(pdu_json, "origin_server_ts", int, "an integer")
+        _require(pdu_json, "hashes", dict, "an object")
+        _require(pdu_json, "prev_events", list, "an array")
+        _require(pdu_json, "auth_events", list, "an array")
     # v12: the create event has no room ID (its ID *is* the room ID); the auth rules,
     # not the format check, reject a create event that carries one.
     v12_create = room_version.room_id_from_create_event and pdu_json["type"] == "m.room.create"
@@ -200,12 +241,7 @@ def _check_required_keys(pdu_json: dict[str, Any], room_version: RoomVersion) ->
         _require(pdu_json, "event_id", str, "a string")
     if pdu_json["depth"] < 0:
         raise EventFormatError("'depth' must not be negative")
-    for key, kind_name, kind in (
-        ("state_key", "a string", str),
-        ("signatures", "an object", dict),
-        ("unsigned", "an object", dict),
-        ("redacts", "a string", str),
-    ):
+    for key, kind_name, kind in _OPTIONAL_KEYS:
         if key in pdu_json and not isinstance(pdu_json[key], kind):
             raise EventFormatError(f"{key!r} must be {kind_name}")
     sha256 = pdu_json["hashes"].get("sha256")
@@ -214,12 +250,13 @@ def _check_required_keys(pdu_json: dict[str, Any], room_version: RoomVersion) ->
 
 
 def _check_event_refs(pdu_json: dict[str, Any], room_version: RoomVersion) -> None:
-    for key, limit in (("prev_events", MAX_PREV_EVENTS), ("auth_events", MAX_AUTH_EVENTS)):
+    legacy = room_version.legacy_event_format
+    for key, limit in _EVENT_REF_LIMITS:
         refs = pdu_json[key]
         if len(refs) > limit:
             raise EventFormatError(f"too many {key}: {len(refs)} > {limit}")
         for ref in refs:
-            if room_version.legacy_event_format:
+            if legacy:
                 # v1–2: `[event_id, {"sha256": ...}]`; some servers send `{}` for events
                 # whose hash they did not know, so the hash object's keys are not checked.
                 ok = (
@@ -237,7 +274,12 @@ def _check_event_refs(pdu_json: dict[str, Any], room_version: RoomVersion) -> No
 def _check_key_lengths(pdu_json: dict[str, Any]) -> None:
     for key in _LIMITED_KEYS:
         v = pdu_json.get(key)
-        if isinstance(v, str) and len(v.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        # A code point is at most 4 bytes: short strings need no encoding.
+        if (
+            isinstance(v, str)
+            and len(v) > MAX_KEY_BYTES // 4
+            and len(v.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+        ):
             raise EventFormatError(f"{key!r} exceeds {MAX_KEY_BYTES} bytes", "M_TOO_LARGE")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from unpaddedbase64 import decode_base64, encode_base64
 
 from homeserver.events.canonical_json import EventFormatError, encode_canonical_json
-from homeserver.events.redaction import redact
+from homeserver.events.redaction import redact_shared
 from homeserver.events.room_versions import EventIdFormat, RoomVersion
 
 JsonDict = dict[str, Any]
@@ -53,7 +53,7 @@ def check_content_hash(pdu_json: JsonDict) -> bool:
 
 def compute_reference_hash(pdu_json: JsonDict, room_version: RoomVersion) -> bytes:
     """SHA-256 of the redacted event without `signatures` and `unsigned`."""
-    redacted = redact(pdu_json, room_version)
+    redacted = redact_shared(pdu_json, room_version)
     redacted.pop("signatures", None)
     redacted.pop("unsigned", None)
     return hashlib.sha256(encode_canonical_json(redacted)).digest()

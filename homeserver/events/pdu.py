@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.events.canonical_json import encode_canonical_json, encode_known_plain
 from homeserver.events.room_versions import RoomVersion
 
 JsonDict = dict[str, Any]
@@ -22,10 +23,14 @@ class Pdu:
     The JSON is not copied: callers must not mutate it after construction.
     """
 
-    __slots__ = ("_json", "room_version", "event_id", "rejected_reason")
+    __slots__ = ("_json", "room_version", "event_id", "rejected_reason", "_plain", "_canonical")
 
-    def __init__(self, pdu_json: JsonDict, room_version: RoomVersion, event_id: str | None = None):
+    def __init__(self, pdu_json: JsonDict, room_version: RoomVersion, event_id: str | None = None,
+                 *, plain: bool = False):
+        """`plain`: the JSON is known to hold only exact JSON types (the builder checked)."""
         self._json = pdu_json
+        self._plain = plain
+        self._canonical: bytes | None = None
         self.room_version = room_version
         if event_id is None:
             if room_version.legacy_event_format:
@@ -112,6 +117,14 @@ class Pdu:
     def get_json(self) -> JsonDict:
         """The PDU as sent over federation (do not mutate)."""
         return self._json
+
+    def canonical_json(self) -> bytes:
+        """The canonical JSON of `get_json()`, encoded once (the JSON never changes)."""
+        out = self._canonical
+        if out is None:
+            out = encode_known_plain(self._json) if self._plain else encode_canonical_json(self._json)
+            self._canonical = out
+        return out
 
     def __repr__(self) -> str:
         return f"<Pdu {self.event_id} {self.type} {self.state_key!r}>"

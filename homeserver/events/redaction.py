@@ -32,8 +32,9 @@ _KEPT_KEYS = frozenset(
         "origin_server_ts",
     }
 )
-# Rooms v1–10 also keep these; v11 stopped protecting them (they carry no auth meaning).
-_LEGACY_KEPT_KEYS = frozenset({"origin", "membership", "prev_state"})
+# Rooms v1–10 also keep `origin`, `membership` and `prev_state`; v11 stopped protecting
+# them (they carry no auth meaning).
+_LEGACY_KEPT_KEYS = _KEPT_KEYS | {"origin", "membership", "prev_state"}
 
 _POWER_LEVELS_KEYS = (
     "ban",
@@ -52,15 +53,23 @@ def redact(pdu_json: JsonDict, room_version: RoomVersion) -> JsonDict:
 
     `unsigned` never survives: callers add back what they serve (e.g. `redacted_because`).
     """
-    kept = _KEPT_KEYS
-    if not room_version.updated_redaction_rules:
-        kept = kept | _LEGACY_KEPT_KEYS
+    return copy.deepcopy(redact_shared(pdu_json, room_version))
+
+
+def redact_shared(pdu_json: JsonDict, room_version: RoomVersion) -> JsonDict:
+    """`redact` without the copy: the result's nested values may be `pdu_json`'s own.
+
+    For callers that only read or encode the result (hashing, signing): the deep copy
+    is a quarter of building an event. The top-level dict and `content` are new, so
+    they may be changed; anything below them belongs to `pdu_json` and must not be.
+    """
+    kept = _KEPT_KEYS if room_version.updated_redaction_rules else _LEGACY_KEPT_KEYS
     redacted = {k: v for k, v in pdu_json.items() if k in kept}
     content = pdu_json.get("content")
     if not isinstance(content, dict):
         content = {}
     redacted["content"] = _redact_content(pdu_json.get("type"), content, room_version)
-    return copy.deepcopy(redacted)
+    return redacted
 
 
 def _redact_content(event_type: Any, content: JsonDict, rv: RoomVersion) -> JsonDict:

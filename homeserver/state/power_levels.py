@@ -90,15 +90,35 @@ def get_creators(create_event: Pdu | None) -> set[str]:
     return creators
 
 
+def is_creator(user_id: str, create_event: Pdu | None) -> bool:
+    """`user_id in get_creators(create_event)`, without building the set (every auth
+    check asks this of the sender)."""
+    if create_event is None:
+        return False
+    rv = create_event.room_version
+    if not rv.implicit_room_creator:
+        creator = create_event.content.get("creator")
+        return isinstance(creator, str) and creator == user_id
+    if create_event.sender == user_id:
+        return True
+    if rv.privileged_creators:
+        extra = create_event.content.get("additional_creators")
+        if isinstance(extra, list):
+            for c in extra:
+                if isinstance(c, str) and c == user_id:
+                    return True
+    return False
+
+
 def get_user_power_level(user_id: str, power_levels: Pdu | None, create: Pdu | None) -> int | float:
     """The user's power level; `math.inf` for a v12 room creator."""
     if create is not None and create.room_version.privileged_creators:
-        if user_id in get_creators(create):
+        if is_creator(user_id, create):
             return math.inf
     if power_levels is None:
         # Only pre-v12 rooms give the creator 100 when there is no power-levels event.
         if create is not None and not create.room_version.privileged_creators:
-            if user_id in get_creators(create):
+            if is_creator(user_id, create):
                 return IMPLICIT_CREATOR_LEVEL
         return 0
     content = power_levels.content

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from homeserver.storage.database import Connection, Row
 
 
@@ -29,4 +31,16 @@ async def fetch_for_ids(conn: Connection, pg_sql: str, sqlite_sql: str,
         return []
     if is_postgres(conn):
         return await conn.fetch(pg_sql, list(ids), *args)
-    return await conn.fetch(sqlite_sql, json.dumps(list(ids)), *args)
+    return await conn.fetch(sqlite_sql, json_id_list(ids), *args)
+
+
+def json_id_list(ids: Sequence[str]) -> str:
+    """The IDs as a JSON array for `json_each`.
+
+    orjson writes non-ASCII as UTF-8 where `json.dumps` writes `\\uXXXX` escapes; SQLite
+    reads both as the same text. What orjson refuses (lone surrogates) keeps the escapes.
+    """
+    try:
+        return orjson.dumps(list(ids)).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(list(ids))

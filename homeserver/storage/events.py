@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from homeserver.events.canonical_json import decode_canonical_json, encode_canonical_json
+from homeserver.events.canonical_json import decode_canonical_json
 from homeserver.events.pdu import Pdu
 from homeserver.events.room_versions import get_room_version
 from homeserver.storage.batch import fetch_for_ids, is_postgres
@@ -188,7 +188,7 @@ class EventStore:
         await conn.execute(
             INSERT_EVENT, pdu.event_id, pdu.room_id, stream_ordering, pdu.depth, pdu.type,
             pdu.state_key, pdu.sender, pdu.origin_server_ts,
-            encode_canonical_json(pdu.get_json()).decode(), pdu.rejected_reason,
+            pdu.canonical_json().decode(), pdu.rejected_reason,
             1 if outlier else 0, replaces_state,
         )
         if pdu.prev_event_ids:
@@ -202,7 +202,7 @@ class EventStore:
         statement per table (`insert` row by row costs a round trip per row)."""
         await conn.executemany(INSERT_EVENT, [
             (pdu.event_id, pdu.room_id, ordering, pdu.depth, pdu.type, pdu.state_key,
-             pdu.sender, pdu.origin_server_ts, encode_canonical_json(pdu.get_json()).decode(),
+             pdu.sender, pdu.origin_server_ts, pdu.canonical_json().decode(),
              pdu.rejected_reason, 0, None) for pdu, ordering in events])
         edges = [(pdu.event_id, p) for pdu, _ in events for p in pdu.prev_event_ids]
         if edges:
