@@ -18,7 +18,7 @@ from unpaddedbase64 import decode_base64, encode_base64
 
 from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.hashing import add_content_hash
-from homeserver.events.redaction import redact
+from homeserver.events.redaction import redact_shared
 from homeserver.events.room_versions import RoomVersion
 
 JsonDict = dict[str, Any]
@@ -134,7 +134,7 @@ def sign_event(
         event = dict(pdu_json)
     else:
         event = add_content_hash(pdu_json)
-    signed = sign_json(redact(event, room_version), server_name, signing_key)
+    signed = sign_json(redact_shared(event, room_version), server_name, signing_key)
     event["signatures"] = signed["signatures"]
     return event
 
@@ -150,4 +150,4 @@ def verify_event_signature(
     """
     if not isinstance(pdu_json, dict):
         raise SignatureError("event is not an object")
-    verify_json(redact(pdu_json, room_version), server_name, verify_key)
+    verify_json(redact_shared(pdu_json, room_version), server_name, verify_key)
