@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from bench import dbstats
 from bench.client import Client, JsonDict, Poller, timeline_events
@@ -300,7 +301,7 @@ class Bench:
                 async for msg in ws:
                     if msg.type == aiohttp.WSMsgType.TEXT:
                         t = time.perf_counter()
-                        for room_id, ev in timeline_events(json.loads(msg.data)):
+                        for room_id, ev in timeline_events(orjson.loads(msg.data)):
                             tracker.on_event(room_id, ev, t)
 
             task = asyncio.ensure_future(reader())
