@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -150,16 +150,16 @@ class BulkPushEvaluator:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
 
-    async def record_in_transaction(self, conn: Connection,
-                                    events: Sequence[PersistedEvent]) -> None:
+    async def record_in_transaction(self, conn: Connection, events: Sequence[PersistedEvent],
+                                    ) -> Callable[[], None] | None:
         """Batch writer (rooms/persistence.py): evaluate and record `events`, the ones a
         persist transaction just wrote in stream order, inside that transaction, if the
         position is right behind them; else leave them to the after-commit pass."""
         if not events:
-            return
+            return None
         upto = events[0].stream_ordering - 1
         if self._known_position != upto and await self._position.evaluated_upto(conn) != upto:
-            return
+            return None
         # The room's snapshot after the batch, as the persister left it (saves a read).
         snapshots = {e.room_id: e.current_snapshot_id for e in events
                      if e.current_snapshot_id is not None}
@@ -168,11 +168,14 @@ class BulkPushEvaluator:
         queued = await self._record(conn, upto, outcomes, fresh=True)
         if queued is None:  # the position was not where we remembered it: nothing written
             self._known_position = None
-            return
-        if len(self._recorded_inline) > 4096:
-            self._recorded_inline.clear()
-        self._recorded_inline.update(e.event_id for e in events)
-        self._wake_delivery |= queued
+            return None
+
+        def recorded() -> None:
+            if len(self._recorded_inline) > 4096:
+                self._recorded_inline.clear()
+            self._recorded_inline.update(e.event_id for e in events)
+            self._wake_delivery |= queued
+        return recorded
 
     async def drained(self) -> None:
         """Returns once every event queued so far has been evaluated."""

@@ -157,10 +157,12 @@ EventCallback = Callable[[PersistedEvent], Awaitable[None]]
 DerivedWriter = Callable[[Connection, Pdu, int], Awaitable[None]]
 # Records what a whole batch of new events implies (push notifications, the search
 # index) inside the batch's transaction, after its events: `(conn, events)`, in stream
-# order. Unlike a DerivedWriter its failure does not fail the sends: it runs in a
-# savepoint, is logged and rolled back, and the writer's own after-commit path must then
-# catch up.
-BatchWriter = Callable[[Connection, Sequence[PersistedEvent]], Awaitable[None]]
+# order. Unlike a DerivedWriter its failure does not fail the sends: the batch writers
+# share one savepoint, and if any fails, all their rows are rolled back (logged) and
+# their own after-commit paths must catch up. So a writer notes what it recorded only in
+# the callback it returns, which runs once the savepoint is released.
+BatchWriter = Callable[[Connection, Sequence[PersistedEvent]],
+                       Awaitable[Callable[[], None] | None]]
 
 
 def format_error(e: EventFormatError) -> BadJson | TooLarge:
@@ -285,6 +287,11 @@ class EventPersister:
             for send in batch:
                 _answer(send.answer, e)
             raise
+        # Committed: the next batch's prev event and the woken syncs' reads of the new
+        # events come from the event cache instead of the database.
+        self._stores.events.remember_committed([
+            (o.pdu, o.stream_ordering) for o in outcomes
+            if isinstance(o, PersistedEvent) and not o.deduplicated and not o.pdu.is_state()])
         # Answers first, with no await in between, so a cancellation during the
         # callbacks below cannot leave a caller unanswered. The callers return only once
         # they get the room lock, i.e. after the callbacks.
@@ -392,16 +399,23 @@ class EventPersister:
                                                current_snapshot_id=view.room.current_snapshot_id)
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
-        """The batch writers, each in a savepoint: what one fails to record, its own
-        after-commit catch-up records later; the events themselves must not be lost."""
-        if not events:
+        """The batch writers in one savepoint (one round trip each way on PostgreSQL):
+        if one fails, none of them recorded anything, and their after-commit catch-ups
+        record it later; the events themselves must not be lost."""
+        if not events or not self.batch_writers:
             return
-        for writer in self.batch_writers:
-            try:
-                async with conn.savepoint():
-                    await writer(conn, events)
-            except Exception:
-                logger.exception("batch writer %r failed for %d events", writer, len(events))
+        recorded: list[Callable[[], None]] = []
+        try:
+            async with conn.savepoint():
+                for writer in self.batch_writers:
+                    callback = await writer(conn, events)
+                    if callback is not None:
+                        recorded.append(callback)
+        except Exception:
+            logger.exception("batch writers failed for %d events", len(events))
+            return
+        for callback in recorded:
+            callback()
 
     async def _build_and_persist(self, conn: Connection, fields: Mapping[str, Any],
                                  txn: TxnKey | None, view: _BatchView,

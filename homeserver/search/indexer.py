@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from homeserver.events.pdu import Pdu
 from homeserver.rooms.event_loader import ClientEventLoader
@@ -107,15 +107,15 @@ class SearchIndexer:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._work())
 
-    async def index_in_transaction(self, conn: Connection,
-                                   events: Sequence[PersistedEvent]) -> None:
+    async def index_in_transaction(self, conn: Connection, events: Sequence[PersistedEvent],
+                                   ) -> Callable[[], None] | None:
         """Batch writer (rooms/persistence.py): index `events`, which the caller's
         transaction just wrote in stream order, if the position is right behind them."""
         if not events:
-            return
+            return None
         upto = events[0].stream_ordering - 1
         if self._known_position != upto and await self._store.indexed_upto(conn) != upto:
-            return
+            return None
         pdus = [e.pdu for e in events]
         stale = await self._redacted_by(conn, pdus)
         redacted = await self._loader.applied_redactions(conn, pdus)
@@ -123,12 +123,15 @@ class SearchIndexer:
                    and (entry := timeline_entry(e.pdu, e.stream_ordering)) is not None]
         if not await self._store.advance(conn, upto, events[-1].stream_ordering):
             self._known_position = None
-            return
+            return None
         await self._store.delete(conn, stale)
         await self._store.insert(conn, entries)
-        if len(self._indexed_inline) > 4096:
-            self._indexed_inline.clear()
-        self._indexed_inline.update(e.event_id for e in events)
+
+        def indexed() -> None:
+            if len(self._indexed_inline) > 4096:
+                self._indexed_inline.clear()
+            self._indexed_inline.update(e.event_id for e in events)
+        return indexed
 
     async def caught_up(self) -> None:
         """Returns once every event the hook was told of so far is indexed, or once

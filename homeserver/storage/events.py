@@ -148,6 +148,17 @@ class EventStore:
         if position > self._committed:
             self._committed = position
 
+    def remember_committed(self, events: Sequence[tuple[Pdu, int]]) -> None:
+        """Timeline events (not state) this process has just committed, at their stream
+        positions: cached as if read back. Every position up to theirs is committed too
+        (positions become visible in order, storage/streams.py)."""
+        if not events:
+            return
+        self.note_committed(max(ordering for _, ordering in events))
+        for pdu, ordering in events:
+            self._remember(StoredEvent(pdu=pdu, stream_ordering=ordering, outlier=False,
+                                       replaces_state=None))
+
     def cached(self, event_id: str) -> StoredEvent | None:
         """The event if it is in the cache (no query)."""
         event = self._cache.get(event_id)

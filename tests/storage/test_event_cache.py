@@ -28,14 +28,24 @@ async def test_events_at_or_below_the_committed_position_are_cached(database: Da
                                                                     clock: FakeClock) -> None:
     rooms, event_id, position = await _room_with_message(database, clock)
     events = rooms.stores.events
+    # The persister caches the timeline events it has just committed.
+    sent = events.cached(event_id)
+    assert sent is not None and sent.stream_ordering == position
+    # A row written by anyone else (another process) is cached once a position at or
+    # above it has been read outside any transaction.
+    pdu_json = dict(sent.pdu.get_json())
+    pdu_json["origin_server_ts"] = sent.pdu.origin_server_ts + 1  # another event ID
+    pdu = Pdu(pdu_json, sent.pdu.room_version)
+    async with database.transaction() as conn:
+        await events.insert(conn, pdu, stream_ordering=position + 1)
     async with database.connection() as conn:
-        await events.get(conn, event_id)
-        assert events.cached(event_id) is None  # nobody vouched for its position yet
-        events.note_committed(position)
-        first = await events.get(conn, event_id)
-    assert first is not None and events.cached(event_id) is first
+        await events.get(conn, pdu.event_id)
+        assert events.cached(pdu.event_id) is None  # nobody vouched for its position yet
+        events.note_committed(position + 1)
+        first = await events.get(conn, pdu.event_id)
+    assert first is not None and events.cached(pdu.event_id) is first
     async with database.connection() as conn:
-        assert (await events.get_many(conn, [event_id]))[event_id] is first
+        assert (await events.get_many(conn, [pdu.event_id]))[pdu.event_id] is first
 
 
 async def test_a_row_read_inside_a_transaction_is_not_cached(database: Database,
