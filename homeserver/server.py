@@ -213,7 +213,7 @@ class Homeserver:
         e2e = E2eSync(self.to_device, self.device_lists, self.device_keys)
         self.sync = SyncService(self.db, rooms.stores, rooms.loader, extras, self.typing,
                                 self.presence, self.notifier,
-                                counts=self._unread_counts or self.notification_counts,
+                                counts=self._unread_counts,
                                 ignored=self.account_data, e2e=e2e)
 
     def _build_push(self) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from homeserver.storage.sync_batch_reads import DeviceKeyCounts
 from homeserver.sync.sync_result import E2eSection, SyncRequest
 from homeserver.sync.tokens import DEVICE_LISTS, TO_DEVICE, SyncToken
 
@@ -31,6 +32,7 @@ JsonDict = dict[str, Any]
 # on its next sync, because a non-empty result is never held back.
 TO_DEVICE_LIMIT = 100
 ACKED_MEMO_SIZE = 50_000
+SIGNED_CURVE25519 = "signed_curve25519"
 
 
 class ToDeviceInbox(Protocol):
@@ -75,10 +77,11 @@ class E2eSync:
             if len(self._acked) > ACKED_MEMO_SIZE:
                 self._acked.popitem(last=False)
 
-    async def read(self, request: SyncRequest, since: SyncToken | None,
-                   current: SyncToken) -> tuple[E2eSection, SyncToken]:
+    async def read(self, request: SyncRequest, since: SyncToken | None, current: SyncToken,
+                   keys: DeviceKeyCounts | None = None) -> tuple[E2eSection, SyncToken]:
         """The section for (since, current] and `current` with the to-device position
-        the next sync must start from."""
+        the next sync must start from. `keys`: the device's key counts when the caller
+        has read them already (batched with other syncs'), else they are read here."""
         user_id, device_id = request.user_id, request.device_id
         changed: set[str] = set()
         left: set[str] = set()
@@ -94,9 +97,14 @@ class E2eSync:
         if current[TO_DEVICE] > start:  # else there is nothing new to read
             messages, next_pos = await self._inbox.to_device_since(
                 user_id, device_id, start, TO_DEVICE_LIMIT, to_pos=current[TO_DEVICE])
-        section = E2eSection(
-            to_device=messages, changed=sorted(changed), left=sorted(left),
-            one_time_keys_count=await self._keys.one_time_key_counts(user_id, device_id),
-            unused_fallback_key_types=await self._keys.unused_fallback_key_types(
-                user_id, device_id))
-        return section, current.copy_with(TO_DEVICE, next_pos)
+        if keys is not None:
+            # signed_curve25519 is always present (spec; as DeviceKeys reports it).
+            one_time = {SIGNED_CURVE25519: 0, **keys.one_time_keys}
+            fallback = list(keys.unused_fallback_types)
+        else:
+            one_time = await self._keys.one_time_key_counts(user_id, device_id)
+            fallback = await self._keys.unused_fallback_key_types(user_id, device_id)
+        section = E2eSection(to_device=messages, changed=sorted(changed), left=sorted(left),
+                             one_time_keys_count=one_time, unused_fallback_key_types=fallback)
+        return section, current if next_pos == current[TO_DEVICE] else current.copy_with(
+            TO_DEVICE, next_pos)

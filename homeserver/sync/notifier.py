@@ -72,11 +72,25 @@ class _LastPositions:
                     self.floor[s] = p
 
     def behind(self, key: str, since: SyncToken) -> bool:
-        entry = self._entries.get(key, {})
-        return any(p > since[s] for s, p in entry.items())
+        entry = self._entries.get(key)
+        return entry is not None and _ahead(entry, since)
 
     def below_floor(self, since: SyncToken) -> bool:
-        return any(p > since[s] for s, p in self.floor.items())
+        return _ahead(self.floor, since)
+
+
+def _ahead(positions: dict[str, int], since: SyncToken) -> bool:
+    """Whether any of `positions` is past `since` (a loop: every long-poll asks)."""
+    get = since.positions.get
+    for stream, position in positions.items():
+        if position > get(stream, 0):
+            return True
+    return False
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class Notifier:
@@ -153,9 +167,13 @@ class Notifier:
 
     def has_update(self, user_id: str, since: SyncToken, rooms: Iterable[str]) -> bool:
         """Whether something relevant was notified after `since` (may be a false positive)."""
-        if self._last.below_floor(since) or self._last.behind(self._user_key(user_id), since):
+        last = self._last
+        if last.below_floor(since) or last.behind(self._user_key(user_id), since):
             return True
-        return any(self._last.behind(self._room_key(r), since) for r in rooms)
+        for room_id in rooms:
+            if last.behind(self._room_key(room_id), since):
+                return True
+        return False
 
     async def wait_for(self, user_id: str, since: SyncToken, rooms: set[str] | frozenset[str],
                        timeout_ms: int) -> bool:
@@ -168,16 +186,17 @@ class Notifier:
             return True
         if timeout_ms <= 0 or self._closed:
             return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         keys = [self._user_key(user_id)] + [self._room_key(r) for r in rooms]
         waiter = _Waiter(since, future, keys)
         self._register(user_id, waiter)
+        # A timer that answers False, lighter than asyncio.timeout's cancel-and-convert.
+        timer = loop.call_later(timeout_ms / 1000, _expire, future)
         try:
-            async with asyncio.timeout(timeout_ms / 1000):
-                return await future
-        except TimeoutError:
-            return False
+            return await future
         finally:
+            timer.cancel()
             self._unregister(user_id, waiter)
 
     def _register(self, user_id: str, waiter: _Waiter) -> None:

@@ -15,7 +15,7 @@ from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.room_plan import RoomPlan
-from homeserver.sync.shared_reads import SharedReads
+from homeserver.sync.shared_reads import SharedReads, heroes_of
 
 JsonDict = dict[str, Any]
 MAX_HEROES = 5
@@ -38,17 +38,8 @@ class RoomExtras:
         never the user. Takes connections of its own (see shared_reads.py)."""
         if not room_ids:
             return {}
-        # One more than shown: the user may be among the first and is left out.
-        bases = await self._shared.summaries(position, room_ids, MAX_HEROES + 1)
-        out = {}
-        for room_id in room_ids:
-            base = bases[room_id]
-            out[room_id] = {
-                "m.heroes": _heroes(user_id, base.present, base.others),
-                "m.joined_member_count": base.counts.get("join", 0),
-                "m.invited_member_count": base.counts.get("invite", 0),
-            }
-        return out
+        bases = await self._shared.summaries(position, room_ids, MAX_HEROES)
+        return {room_id: bases[room_id].summary(user_id) for room_id in room_ids}
 
     async def heroes(self, conn: Connection, user_id: str,
                      room_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -56,7 +47,7 @@ class RoomExtras:
         if not room_ids:
             return {}
         candidates = await self._queries.hero_candidates(conn, room_ids, user_id, MAX_HEROES)
-        return {r: _heroes(user_id, *candidates.get(r, ([], []))) for r in room_ids}
+        return {r: heroes_of(user_id, *candidates.get(r, ([], [])), MAX_HEROES) for r in room_ids}
 
     async def stripped_states(self, conn: Connection,
                               plans: Sequence[RoomPlan]) -> dict[str, list[JsonDict]]:
@@ -82,8 +73,3 @@ class RoomExtras:
                             for p in (stored[e] for e in dict.fromkeys(ids) if e in stored)]
         return out
 
-
-def _heroes(user_id: str, present: list[str], others: list[str]) -> list[str]:
-    """The first joined or invited members, else the first who left; never the user."""
-    present = [u for u in present if u != user_id]
-    return (present or [u for u in others if u != user_id])[:MAX_HEROES]

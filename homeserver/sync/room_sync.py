@@ -20,6 +20,11 @@ incremental room whose timeline is not limited needs no state at all without laz
 loading). An incremental sync takes its rooms' new events from the shared stream window
 and their client format from the shared formats (sync/shared_reads.py) when it can, and
 formats only what is personal to the user itself.
+
+An incremental joined room whose events nothing about the user decides (`_share_key`:
+the same window and filters, no visibility check, no ignored sender) is chosen once for
+every sync at that position, its events' formats with it: the syncs one message wakes
+wait for the first one's choice instead of each making its own.
 """
 
 from __future__ import annotations
@@ -37,12 +42,23 @@ from homeserver.storage.events import StoredEvent
 from homeserver.storage.sync_queries import StateMap, SyncQueries, Window
 from homeserver.sync.filters import Filter, RoomEventFilter
 from homeserver.sync.room_plan import JOIN, RoomPlan
-from homeserver.sync.shared_reads import SharedReads, StreamWindow, is_personal, personal_copy
+from homeserver.sync.shared_reads import (
+    NOBODY,
+    SharedMemo,
+    SharedReads,
+    StreamWindow,
+    is_personal,
+    personal_copy,
+    read_shared,
+)
 from homeserver.sync.sync_result import Timeline
 from homeserver.sync.sync_visibility import needs_check, visible_events
 
 JsonDict = dict[str, Any]
 DEFAULT_TIMELINE_LIMIT = 10
+# Rooms whose chosen events are remembered for the other syncs at the same position and
+# window (a few positions' worth of every room that has long-polls waiting).
+SHARED_ROOMS = 4096
 MEMBER = "m.room.member"
 NAMING_TYPES = ("m.room.name", "m.room.canonical_alias")
 
@@ -56,6 +72,8 @@ class _Room:
     limited: bool
     timeline: list[StoredEvent] = attrs.field(factory=list)
     state_ids: list[str] = attrs.field(factory=list)
+    # Set when the chosen events are shared with other users (see `_share_key`).
+    shared: _SharedRoom | None = None
 
     @property
     def oldest_position(self) -> int | None:
@@ -82,27 +100,137 @@ def _pdu_view(event: StoredEvent) -> Mapping[str, Any]:
     return {"type": pdu.type, "sender": pdu.sender, "room_id": pdu.room_id, "content": pdu.content}
 
 
+# (room, low, high, timeline filter, state filter, use_state_after): see `_share_key`.
+_ShareKey = tuple[str, int, int, RoomEventFilter, RoomEventFilter, bool]
+
+
+@attrs.frozen
+class _SharedRoom:
+    """A room's timeline and state events as any user with the same key sees them
+    (shared, never mutated), and their client formats for nobody as of the key's `high`
+    (made when the events are chosen, or by the first client-format sync to need them;
+    see SharedReads.formats)."""
+
+    timeline: list[StoredEvent]
+    state_ids: list[str]
+    state_events: dict[str, StoredEvent]
+    bases: dict[str, JsonDict] = attrs.field(factory=dict)
+
+    def events(self) -> list[StoredEvent]:
+        return [*self.timeline, *(self.state_events[i] for i in self.state_ids)]
+
+
+def _share_key(room: _Room, timeline_filter: RoomEventFilter, state_filter: RoomEventFilter,
+               use_state_after: bool, ignored: frozenset[str]) -> _ShareKey | None:
+    """The key under which a room's chosen events can be shared between users, or None
+    when what the user sees of it is their own. Shared: an incremental joined room whose
+    timeline needs no visibility check (the user was joined before all of it) and holds
+    no event of a user they ignore; nothing else about the user decides its events (a
+    full room's lazy-loaded members include the user and the heroes). An incremental
+    joined room was joined at or before `since`, so its timeline needs no check; the
+    check stays as the rule's statement. Events in (low, high] are fixed once `high` is
+    committed (shared_reads.py), state snapshots never change, so the answer for a key
+    never changes."""
+    plan = room.plan
+    if plan.full or plan.section != JOIN:
+        return None
+    if needs_check(plan.membership.membership, plan.membership_position, room.oldest_position):
+        return None
+    if ignored and any(e.pdu.sender in ignored for e in room.window):
+        return None
+    return (plan.room_id, plan.low, plan.high, timeline_filter, state_filter, use_state_after)
+
+
 class RoomSync:
     def __init__(self, stores: RoomStores, loader: ClientEventLoader, queries: SyncQueries,
-                 shared: SharedReads):
+                 shared: SharedReads, *, shared_rooms: int = SHARED_ROOMS):
         self._stores = stores
         self._loader = loader
         self._queries = queries
         self._shared = shared
+        self._shared_rooms = SharedMemo(shared_rooms)
 
-    async def read(self, conn: Connection, user_id: str, plans: Sequence[RoomPlan],
+    async def read(self, db: Database, user_id: str, plans: Sequence[RoomPlan],
                    sync_filter: Filter, *, use_state_after: bool,
                    extra_members: Mapping[str, set[str]], ignored: frozenset[str] = frozenset(),
                    window: StreamWindow | None = None) -> PreparedRooms:
         """Timeline and state events of each planned join/leave room. `extra_members`:
         room -> users whose membership a lazy-loading client needs besides the senders
         (heroes). Timeline events of `ignored` senders are left out (spec:
-        #ignoring-users). `window`: the new events of an incremental sync, when shared."""
-        rooms = await self._windows(conn, plans, sync_filter.room.timeline, window)
-        await self._fill_timelines(conn, user_id, rooms, sync_filter.room.timeline, ignored)
-        await self._fill_state(conn, user_id, rooms, sync_filter.room.state, use_state_after,
-                               extra_members)
-        return PreparedRooms(rooms, await self._state_events(conn, rooms, sync_filter.room.state))
+        #ignoring-users). `window`: the new events of an incremental sync, when shared.
+        Rooms whose events are the same for every user with the same window (see
+        `_share_key`) are chosen once for all of them. Takes connections of its own, and
+        none when the shared window and the shared rooms answer everything (a woken
+        long-poll); must be called holding none (see shared_reads.py)."""
+        timeline_filter, state_filter = sync_filter.room.timeline, sync_filter.room.state
+        limit = timeline_filter.limit_or(DEFAULT_TIMELINE_LIMIT)
+        by_plan: dict[int, _Room] = {}
+        uncovered = []
+        for plan in plans:
+            if window is not None and window.covers(plan.low, plan.high):
+                events = window.room_events(plan.room_id, plan.low, plan.high)
+                by_plan[id(plan)] = _Room(plan, events[max(0, len(events) - limit):],
+                                          len(events) > limit)
+            else:
+                uncovered.append(plan)
+        if uncovered:
+            async with db.connection() as conn:
+                for room in await self._read_windows(conn, uncovered, limit):
+                    by_plan[id(room.plan)] = room
+        rooms = [by_plan[id(p)] for p in plans]
+        shareable: dict[_ShareKey, _Room] = {}
+        own = []
+        for room in rooms:
+            key = _share_key(room, timeline_filter, state_filter, use_state_after, ignored)
+            if key is None:
+                own.append(room)
+            else:
+                shareable[key] = room
+        stored: dict[str, StoredEvent] = {}
+        if shareable:
+            shared = await read_shared(
+                self._shared_rooms, None, list(shareable),
+                lambda keys: self._choose_shared(db, keys, [shareable[k] for k in keys],
+                                                 sync_filter, use_state_after))
+            for key, room in shareable.items():
+                entry = shared[key]
+                room.timeline, room.state_ids, room.shared = entry.timeline, entry.state_ids, entry
+                stored.update(entry.state_events)
+        if own:
+            async with db.connection() as conn:
+                await self._fill_timelines(conn, user_id, own, timeline_filter, ignored)
+                await self._fill_state(conn, user_id, own, state_filter, use_state_after,
+                                       extra_members)
+                stored.update(await self._state_events(conn, own, state_filter))
+        return PreparedRooms(rooms, stored)
+
+    async def _choose_shared(self, db: Database, keys: list[_ShareKey], rooms: list[_Room],
+                             sync_filter: Filter,
+                             use_state_after: bool) -> dict[_ShareKey, _SharedRoom]:
+        """The shared rooms' events: nothing about the user decides them (`_share_key`),
+        so they are chosen for nobody in particular."""
+        timeline_filter, state_filter = sync_filter.room.timeline, sync_filter.room.state
+        async with db.connection() as conn:
+            await self._fill_timelines(conn, NOBODY, rooms, timeline_filter, frozenset())
+            await self._fill_state(conn, NOBODY, rooms, state_filter, use_state_after, {})
+            stored = await self._state_events(conn, rooms, state_filter)
+        out = {key: _SharedRoom(room.timeline, room.state_ids,
+                                {e: stored[e] for e in room.state_ids})
+               for key, room in zip(keys, rooms, strict=True)}
+        if sync_filter.event_format == "client":
+            # Their formats too, while the other syncs wait for these rooms anyway (on
+            # PostgreSQL each shared read they wait for is one more turn for all of them).
+            # An incremental sync formats as of its position, the rooms' `high`.
+            by_high: dict[int, list[_SharedRoom]] = {}
+            for key, room in zip(keys, rooms, strict=True):
+                by_high.setdefault(room.plan.high, []).append(out[key])
+            for high, shared_rooms in by_high.items():
+                events = [e for shared in shared_rooms for e in shared.events()]
+                bases = await self._shared.formats(high, events)
+                for shared in shared_rooms:
+                    shared.bases.update((e.event_id, bases[e.event_id]) for e in shared.events()
+                                        if e.event_id in bases)
+        return out
 
     async def format(self, db: Database, user_id: str, device_id: str | None,
                      prepared: PreparedRooms, sync_filter: Filter,
@@ -118,8 +246,18 @@ class RoomSync:
         if sync_filter.event_format == "federation":
             by_id = {e.event_id: dict(e.pdu.get_json()) for e in ordered}
         else:
-            by_id = await self._client_format(db, user_id, device_id, ordered, shared_at)
-        by_id = {k: sync_filter.project(v) for k, v in by_id.items()}
+            # Shared rooms carry their events' formats once one sync has made them.
+            with_bases = [r.shared for r in rooms
+                          if r.shared is not None and r.plan.high == shared_at]
+            known = {k: v for shared in with_bases for k, v in shared.bases.items()}
+            by_id, bases = await self._client_format(db, user_id, device_id, ordered,
+                                                     shared_at, known)
+            for shared in with_bases:
+                if not shared.bases:
+                    shared.bases.update((e.event_id, bases[e.event_id]) for e in shared.events()
+                                        if e.event_id in bases)
+        if sync_filter.event_fields is not None:
+            by_id = {k: sync_filter.project(v) for k, v in by_id.items()}
         out = {}
         for room in rooms:
             prev = (room.oldest_position - 1) if room.oldest_position is not None else room.plan.high
@@ -128,35 +266,20 @@ class RoomSync:
             out[room.plan.room_id] = RoomContent(timeline, [by_id[e] for e in room.state_ids])
         return out
 
-    async def _windows(self, conn: Connection, plans: Sequence[RoomPlan],
-                       timeline_filter: RoomEventFilter,
-                       shared: StreamWindow | None) -> list[_Room]:
-        if not plans:
-            return []
-        limit = timeline_filter.limit_or(DEFAULT_TIMELINE_LIMIT)
-        from_shared: dict[str, list[StoredEvent]] = {}
-        to_read = []
-        for plan in plans:
-            if shared is not None and shared.covers(plan.low, plan.high):
-                from_shared[plan.room_id] = shared.room_events(plan.room_id, plan.low, plan.high)
-            else:
-                to_read.append(plan)
+    async def _read_windows(self, conn: Connection, plans: Sequence[RoomPlan],
+                            limit: int) -> list[_Room]:
+        """The rooms' timeline windows read from the database (not in a shared window)."""
         # One more than asked for tells whether the window was limited.
         recent = await self._queries.recent_events(
-            conn, [Window(p.room_id, p.low, p.high) for p in to_read], limit + 1)
+            conn, [Window(p.room_id, p.low, p.high) for p in plans], limit + 1)
         stored = await self._stores.events.get_many(
             conn, [e.event_id for events in recent.values() for e in events[:limit]])
         rooms = []
         for plan in plans:
-            if plan.room_id in from_shared:
-                events = from_shared[plan.room_id]
-                kept, limited = events[max(0, len(events) - limit):], len(events) > limit
-            else:
-                newest_first = recent.get(plan.room_id, [])
-                kept = [stored[e.event_id] for e in newest_first[:limit][::-1]
-                        if e.event_id in stored]
-                limited = len(newest_first) > limit
-            rooms.append(_Room(plan, kept, limited))
+            newest_first = recent.get(plan.room_id, [])
+            kept = [stored[e.event_id] for e in newest_first[:limit][::-1]
+                    if e.event_id in stored]
+            rooms.append(_Room(plan, kept, len(newest_first) > limit))
         return rooms
 
     async def _fill_timelines(self, conn: Connection, user_id: str, rooms: list[_Room],
@@ -257,14 +380,20 @@ class RoomSync:
         return stored
 
     async def _client_format(self, db: Database, user_id: str, device_id: str | None,
-                             events: list[StoredEvent], shared_at: int | None) -> dict[str, JsonDict]:
-        """event -> client format for this user: shared formats copied where nothing in
-        them is personal, the rest formatted for the user."""
+                             events: list[StoredEvent], shared_at: int | None,
+                             known: dict[str, JsonDict]
+                             ) -> tuple[dict[str, JsonDict], dict[str, JsonDict]]:
+        """event -> client format for this user: shared formats (`known` ones, the others
+        from SharedReads) copied where nothing in them is personal, the rest formatted for
+        the user. Also returns the shared formats."""
         events = list({e.event_id: e for e in events}.values())
         out: dict[str, JsonDict] = {}
+        base: dict[str, JsonDict] = {}
         personal = events
         if shared_at is not None and events:
-            base = await self._shared.formats(shared_at, events)
+            missing = [e for e in events if e.event_id not in known]
+            base = known if not missing else {**known,
+                                              **await self._shared.formats(shared_at, missing)}
             now = self._loader.now_ms()
             personal = []
             for event in events:
@@ -279,7 +408,7 @@ class RoomSync:
                                                            device_id=device_id,
                                                            include_room_id=False)
             out.update((e.event_id, f) for e, f in zip(personal, formatted_list, strict=True))
-        return out
+        return out, base
 
 
 @attrs.frozen

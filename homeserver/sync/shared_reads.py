@@ -18,15 +18,21 @@ The first sync to ask reads, on a connection of its own; the others wait for its
 its end in one go). If that sync goes away mid-read (its client left), the waiters read
 again themselves. Callers must not hold a connection while they wait: with a bounded
 pool, syncs holding all the connections while waiting for a read that needs one would
-never finish.
+never finish. The summaries of a window's rooms are read in the background as soon as the
+window is (`prefetch_heroes`), so on PostgreSQL the woken syncs do not all wait a round
+trip for them.
+
+`PerUserBatch` is the other kind of sharing: one query for a per-user value of every
+sync that asks in the same turn of the loop (memberships, sync/personal_reads.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -36,8 +42,11 @@ from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.sync_queries import SyncQueries
 
+logger = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
 T = TypeVar("T")
+K = TypeVar("K")
+H = TypeVar("H", bound=Hashable)
 
 # A wake-up brings a handful of events; past this many the per-room queries are cheaper
 # than holding every room's events of the range.
@@ -64,21 +73,46 @@ class StreamWindow:
                 if e.stream_ordering is not None and low < e.stream_ordering <= high]
 
 
+def heroes_of(user_id: str, present: list[str], others: list[str], limit: int) -> list[str]:
+    """A RoomSummary's `m.heroes`: the first joined or invited members, else the first
+    who left; never the user."""
+    present = [u for u in present if u != user_id]
+    return (present or [u for u in others if u != user_id])[:limit]
+
+
 @attrs.frozen
 class SummaryBase:
     """A room's member counts and its first members by stream ordering (joined/invited,
-    then the others), nobody left out: each user removes themself (RoomExtras)."""
+    then the others), nobody left out: each user's summary leaves them out."""
 
     counts: dict[str, int]
     present: list[str]
     others: list[str]
+    max_heroes: int
+    # The summary of anyone among neither list (nearly everyone in a big room).
+    _for_others: JsonDict = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_for_others", self._summary(NOBODY))
+
+    def summary(self, user_id: str) -> JsonDict:
+        """Spec: RoomSummary, for `user_id`."""
+        if user_id in self.present or user_id in self.others:
+            return self._summary(user_id)
+        # A copy of the dict; the heroes list is shared and never mutated.
+        return dict(self._for_others)
+
+    def _summary(self, user_id: str) -> JsonDict:
+        return {"m.heroes": heroes_of(user_id, self.present, self.others, self.max_heroes),
+                "m.joined_member_count": self.counts.get("join", 0),
+                "m.invited_member_count": self.counts.get("invite", 0)}
 
 
 class _Abandoned(Exception):
     """The sync reading a shared answer went away before it had it."""
 
 
-class _Memo:
+class SharedMemo:
     """key -> the future answer of the read in progress or done, LRU-bounded. A failed
     read is forgotten, so the next caller reads again."""
 
@@ -115,20 +149,70 @@ class _Memo:
 async def _wait(future: asyncio.Future[T]) -> T:
     """The answer of another sync's read; _Abandoned when that sync went away (then read
     it yourself). shield: a waiter that goes away must not cancel it for the others."""
+    if future.done():  # nearly always, once the first sync has read
+        return future.result()
     return await asyncio.shield(future)
 
 
+async def read_shared(memo: SharedMemo, scope: Hashable, items: Sequence[H],
+                      read: Callable[[list[H]], Awaitable[dict[H, T]]]) -> dict[H, T]:
+    """item -> answer: read (in the calling task) the items nobody has asked for in
+    `scope` yet, and wait for the others' answers. The memo is keyed by (scope, item);
+    callers must not hold a connection while they wait (see the module docstring)."""
+    out: dict[H, T] = {}
+    # Nearly always, once the first sync at a position has read, every answer is there.
+    for item in items:
+        future = memo.pending((scope, item))
+        if future is None or not future.done() or future.exception() is not None:
+            break
+        found = future.result()
+        if item in found:
+            out[item] = found[item]
+    else:
+        return out
+    out = {}
+    while True:
+        waiting: dict[H, asyncio.Future[Any]] = {}
+        missing = []
+        for item in dict.fromkeys(items):
+            if item in out:
+                continue
+            future = memo.pending((scope, item))
+            if future is None:
+                missing.append(item)
+            else:
+                waiting[item] = future
+        if missing:
+            out.update(await memo.read([(scope, m) for m in missing],
+                                       functools.partial(read, missing)))
+        abandoned = False
+        for future in dict.fromkeys(waiting.values()):
+            try:
+                out.update(await _wait(future))
+            except _Abandoned:
+                abandoned = True
+        if not abandoned:
+            return {i: out[i] for i in items if i in out}
+
+
 class SharedReads:
+    """`prefetch_heroes`: once a stream window is read, read the summaries of its rooms in
+    the background with this many heroes (what `summaries` is asked for), so the syncs
+    woken by those events find them read instead of waiting for one of them to read."""
+
     def __init__(self, db: Database, events: EventStore, loader: ClientEventLoader,
-                 queries: SyncQueries, *, max_window_events: int = MAX_WINDOW_EVENTS):
+                 queries: SyncQueries, *, max_window_events: int = MAX_WINDOW_EVENTS,
+                 prefetch_heroes: int | None = None):
         self._db = db
         self._events = events
         self._loader = loader
         self._queries = queries
         self._max_window = max_window_events
-        self._windows = _Memo(16)
-        self._formats = _Memo(4096)
-        self._summaries = _Memo(4096)
+        self._prefetch_heroes = prefetch_heroes
+        self._prefetching: set[asyncio.Task[Any]] = set()  # referenced until done
+        self._windows = SharedMemo(16)
+        self._formats = SharedMemo(4096)
+        self._summaries = SharedMemo(4096)
 
     async def window(self, since: int, upto: int) -> StreamWindow | None:
         """The events of (since, upto]; None when there are too many to share."""
@@ -145,6 +229,15 @@ class SharedReads:
                 continue
             return window
 
+    def window_read(self, since: int, upto: int) -> StreamWindow | None:
+        """The window of (since, upto] when it has been read already (what nearly every
+        sync woken by one event finds), without a coroutine; else None (call `window`)."""
+        future = self._windows.pending((since, upto))
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        window: StreamWindow | None = future.result()
+        return window
+
     async def _read_window(self, since: int, upto: int) -> StreamWindow | None:
         async with self._db.connection() as conn:
             events = await self._events.stream_range(conn, since, upto, self._max_window)
@@ -153,15 +246,26 @@ class SharedReads:
         by_room: dict[str, list[StoredEvent]] = {}
         for event in events:
             by_room.setdefault(event.pdu.room_id, []).append(event)
+        if self._prefetch_heroes is not None and by_room:
+            task = asyncio.get_running_loop().create_task(
+                self.summaries(upto, list(by_room), self._prefetch_heroes))
+            self._prefetching.add(task)
+            task.add_done_callback(self._prefetched)
         return StreamWindow(since, upto, by_room)
+
+    def _prefetched(self, task: asyncio.Task[Any]) -> None:
+        self._prefetching.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The syncs that waited for it failed with it; the next ones read again.
+            logger.warning("prefetching room summaries failed: %r", task.exception())
 
     async def formats(self, upto: int, events: Sequence[StoredEvent]) -> dict[str, JsonDict]:
         """event -> its client format for nobody in particular (no transaction ID, thread
         participation false, no room ID), as of position `upto`. Callers copy before
         changing anything (see `personal_copy`)."""
         by_id = {e.event_id: e for e in events}
-        return await self._batched(self._formats, upto, list(by_id),
-                                   lambda missing: self._format([by_id[i] for i in missing]))
+        return await read_shared(self._formats, upto, list(by_id),
+                                 lambda missing: self._format([by_id[i] for i in missing]))
 
     async def _format(self, events: list[StoredEvent]) -> dict[str, JsonDict]:
         async with self._db.connection() as conn:
@@ -170,90 +274,93 @@ class SharedReads:
         return {e.event_id: f for e, f in zip(events, formatted, strict=True)}
 
     async def summaries(self, upto: int, room_ids: Sequence[str],
-                        per_group: int) -> dict[str, SummaryBase]:
-        """room -> member counts and first `per_group` members of each group, as of `upto`."""
-        return await self._batched(self._summaries, upto, room_ids,
-                                   lambda missing: self._read_summaries(missing, per_group))
+                        max_heroes: int) -> dict[str, SummaryBase]:
+        """room -> member counts and the first `max_heroes` + 1 members of each group (the
+        user may be among them), as of `upto`. `max_heroes` is the same for every caller."""
+        return await read_shared(self._summaries, upto, room_ids,
+                                 lambda missing: self._read_summaries(missing, max_heroes))
 
-    async def _read_summaries(self, room_ids: list[str], per_group: int) -> dict[str, SummaryBase]:
+    async def _read_summaries(self, room_ids: list[str],
+                              max_heroes: int) -> dict[str, SummaryBase]:
         async with self._db.connection() as conn:
             counts = await self._queries.member_counts(conn, room_ids)
-            candidates = await self._queries.hero_candidates(conn, room_ids, NOBODY, per_group)
+            candidates = await self._queries.hero_candidates(conn, room_ids, NOBODY,
+                                                             max_heroes + 1)
         out = {}
         for room_id in room_ids:
             present, others = candidates.get(room_id, ([], []))
-            out[room_id] = SummaryBase(counts.get(room_id, {}), present, others)
+            out[room_id] = SummaryBase(counts.get(room_id, {}), present, others, max_heroes)
         return out
 
-    async def _batched(self, memo: _Memo, upto: int, ids: Sequence[str],
-                       read: Callable[[list[str]], Awaitable[dict[str, T]]]) -> dict[str, T]:
-        """Read the IDs nobody has asked for at `upto` yet; wait for the others'."""
-        out: dict[str, T] = {}
-        while True:
-            waiting: dict[str, asyncio.Future[Any]] = {}
-            missing = []
-            for item in dict.fromkeys(ids):
-                if item in out:
-                    continue
-                future = memo.pending((upto, item))
-                if future is None:
-                    missing.append(item)
-                else:
-                    waiting[item] = future
-            if missing:
-                out.update(await memo.read([(upto, m) for m in missing],
-                                           functools.partial(read, missing)))
-            abandoned = False
-            for future in dict.fromkeys(waiting.values()):
-                try:
-                    out.update(await _wait(future))
-                except _Abandoned:
-                    abandoned = True
-            if not abandoned:
-                return {i: out[i] for i in ids if i in out}
 
+class PerUserBatch(Generic[K, T]):
+    """A per-user (or per-device: any key) read made for every sync that asks in the
+    same turn of the event loop, in one query: the syncs one event wakes all ask within
+    a turn or two of each other. The read starts after every caller in the batch asked,
+    so each gets an answer at least as fresh as an unbatched read would be.
 
-class PerUserBatch(Generic[T]):
-    """A per-user read made for every sync that asks in the same turn of the event loop,
-    in one query: the syncs one event wakes all ask within a turn or two of each other.
-    The read starts after every caller in the batch asked, so each gets an answer at
-    least as fresh as an unbatched read would be."""
+    Each caller gets a future of its own, so one that goes away (cancelled) takes no
+    one else's answer with it, without `asyncio.shield` and its extra loop turn."""
 
-    def __init__(self, read: Callable[[list[str]], Awaitable[dict[str, T]]]):
+    def __init__(self, read: Callable[[list[K]], Awaitable[dict[K, T]]]):
         self._read = read
-        self._pending: dict[str, asyncio.Future[T]] = {}
+        self._pending: dict[K, list[asyncio.Future[T]]] = {}
+        # The task that will take `_pending` as its batch; None: no batch collecting.
+        self._collector: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()  # referenced until done
 
-    async def get(self, user_id: str) -> T:
-        future = self._pending.get(user_id)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            if not self._pending:
-                loop.call_soon(self._start)
-            future = self._pending[user_id] = loop.create_future()
-        # shield: a caller that goes away does not cancel the read for the others.
-        return await asyncio.shield(future)
+    async def get(self, key: K) -> T:
+        return await self.request(key)
 
-    def _start(self) -> None:
-        batch, self._pending = self._pending, {}
-        task = asyncio.ensure_future(self._run(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+    def request(self, key: K) -> asyncio.Future[T]:
+        """The caller's future of the answer, the read asked for but not awaited: a
+        caller asks early and awaits later, so the read joins a batch it would
+        otherwise make a turn of its own for."""
+        loop = asyncio.get_running_loop()
+        if self._collector is None:
+            # Its first step runs next turn, after every sync woken in this one asked.
+            task = self._collector = loop.create_task(self._run())
+            self._running.add(task)
+            task.add_done_callback(self._done)
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.setdefault(key, []).append(future)
+        return future
 
-    async def _run(self, batch: dict[str, asyncio.Future[T]]) -> None:
+    async def _run(self) -> None:
+        # One turn more: a sync that read a shared answer first (the stream window, on
+        # PostgreSQL) runs two turns ahead of the syncs it answered; they join its batch.
+        await asyncio.sleep(0)
+        batch, self._pending, self._collector = self._pending, {}, None
         try:
             found = await self._read(list(batch))
         except BaseException as e:
-            for future in batch.values():
-                if not future.done():
-                    future.set_exception(e)
-                    future.exception()  # retrieved: its caller may be gone
+            _fail(batch, e)
             if not isinstance(e, Exception):
                 raise
             return
-        for user_id, future in batch.items():
+        for key, futures in batch.items():
+            for future in futures:
+                if future.done():  # its caller went away
+                    continue
+                if key in found:
+                    future.set_result(found[key])
+                else:  # a reader's bug: its callers fail rather than wait forever
+                    future.set_exception(KeyError(key))
+                    future.exception()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._collector is task:  # ended (cancelled) before taking its batch
+            batch, self._pending, self._collector = self._pending, {}, None
+            _fail(batch, asyncio.CancelledError())
+
+
+def _fail(batch: dict[Any, list[asyncio.Future[Any]]], error: BaseException) -> None:
+    for futures in batch.values():
+        for future in futures:
             if not future.done():
-                future.set_result(found[user_id])
+                future.set_exception(error)
+                future.exception()  # retrieved: its caller may be gone
 
 
 def is_personal(user_id: str, event: StoredEvent, base: JsonDict) -> bool:

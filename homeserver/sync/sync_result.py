@@ -63,9 +63,6 @@ class RoomResult:
     # True: `state` is the spec's `state_after` (use_state_after was requested).
     state_after: bool = False
 
-    def has_updates(self) -> bool:
-        return bool(self.timeline.events or self.state or self.account_data or self.ephemeral)
-
     def to_json(self) -> JsonDict:
         out: JsonDict = {
             "timeline": self.timeline.to_json(),

@@ -16,8 +16,12 @@ A request whose `since` is the current token has nothing to compute: it goes str
 waiting (a client re-polls right after every response), and computes only once woken or
 at its timeout.
 
-Many syncs woken by one event share their reads (sync/shared_reads.py) and the current
-token (tokens.CurrentTokenReader); what remains per user is what is personal to them.
+Many syncs woken by one event share their reads (sync/shared_reads.py), the events each
+of their rooms shows when nothing about the user decides them (sync/room_sync.py), and
+the current token (tokens.CurrentTokenReader); what is personal to each user (their
+memberships, unread counts, their device's key counts) is read for all of them in one
+batch per kind (sync/personal_reads.py). A sync takes a database connection only for
+what it reads alone: a woken long-poll usually takes none.
 """
 
 from __future__ import annotations
@@ -28,22 +32,21 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-import attrs
-
 from homeserver.rooms.event_loader import ClientEventLoader
 from homeserver.rooms.persistence import PersistedEvent
 from homeserver.rooms.stores import RoomStores
-from homeserver.storage.database import Connection, Database
+from homeserver.storage.database import Database
 from homeserver.storage.memberships import Membership
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.e2e_sync import E2eSync
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.personal_reads import Personal, PersonalReads, room_counts
 from homeserver.sync.presence import PresenceService
-from homeserver.sync.room_extras import RoomExtras
+from homeserver.sync.room_extras import MAX_HEROES, RoomExtras
 from homeserver.sync.room_plan import INVITE, JOIN, KNOCK, LEAVE, RoomPlan, plan_rooms
-from homeserver.sync.room_sync import PreparedRooms, RoomSync
+from homeserver.sync.room_sync import PreparedRooms, RoomContent, RoomSync
 from homeserver.sync.shared_reads import PerUserBatch, SharedReads, StreamWindow
-from homeserver.sync.sync_extras import SyncExtras
+from homeserver.sync.sync_extras import Extras, SyncExtras
 from homeserver.sync.sync_result import (
     OFFLINE,
     ONLINE,
@@ -65,11 +68,14 @@ JOINED_MEMO_SIZE = 10_000
 
 
 class UnreadCounts(Protocol):
+    """Where unread counts come from instead of SyncService's own batched read of the push
+    service's `notification_counts` (sync/personal_reads.py), when one is given."""
+
     async def unread_counts(self, user_id: str, room_ids: Sequence[str], *,
                             by_thread: bool = False) -> dict[str, RoomCounts]:
-        """room -> its counts, for all rooms at once (push fills this in). `by_thread`:
-        the filter's `unread_thread_notifications`, counts per thread root besides the
-        main timeline's."""
+        """room -> its counts, for all rooms at once. `by_thread`: the filter's
+        `unread_thread_notifications`, counts per thread root besides the main
+        timeline's."""
         ...
 
 
@@ -77,15 +83,6 @@ class IgnoredUsers(Protocol):
     async def ignored_users(self, user_id: str) -> frozenset[str]:
         """The users whose events and invites `user_id` does not want (spec: #ignoring-users)."""
         ...
-
-
-class NoUnreadCounts:
-    """Until push rules land every count is 0."""
-
-    async def unread_counts(self, user_id: str, room_ids: Sequence[str], *,
-                            by_thread: bool = False) -> dict[str, RoomCounts]:
-        zero = {"notification_count": 0, "highlight_count": 0}
-        return {r: RoomCounts(zero, {} if by_thread else None) for r in room_ids}
 
 
 def room_event_listener(notifier: Notifier) -> Callable[[PersistedEvent], Awaitable[None]]:
@@ -106,16 +103,20 @@ class SyncService:
         self._db = db
         self._stores = stores
         self._queries = queries or SyncQueries()
-        self._shared = SharedReads(db, stores.events, loader, self._queries)
+        self._shared = SharedReads(db, stores.events, loader, self._queries,
+                                   prefetch_heroes=MAX_HEROES)
         self._rooms = RoomSync(stores, loader, self._queries, self._shared)
         self._room_extras = RoomExtras(stores, self._queries, self._shared)
         self._extras = extras
         self._typing = typing
         self._presence = presence
         self._notifier = notifier
-        self._counts = counts or NoUnreadCounts()
+        # Without a `counts` port, unread counts are read here, batched with the key
+        # counts across the syncs woken together (see personal_reads.py).
+        self._counts = counts
         self._ignored = ignored
         self._e2e = e2e
+        self._personal = PersonalReads(db, counts=counts is None, keys=e2e is not None)
         self._tokens = CurrentTokenReader(
             db, lambda: {TYPING: typing.position},
             on_read=lambda token: stores.events.note_committed(token[EVENTS]))
@@ -157,12 +158,12 @@ class SyncService:
                                                  int(remaining * 1000))
             if not woke:
                 break
-            result, joined = await self._compute(request, since, await self.current_token())
+            result, joined = await self._compute(request, since, await self._tokens.read())
             if not result.is_empty():
                 break
             waiting_from = result.next_batch
         if result is None:
-            result, _ = await self._compute(request, since, await self.current_token())
+            result, _ = await self._compute(request, since, await self._tokens.read())
         return result
 
     @staticmethod
@@ -237,55 +238,54 @@ class SyncService:
                    if self._ignored is not None else frozenset())
         # Incremental: every room's new events, read once for all syncs at this position
         # (before taking a connection: see shared_reads.py).
-        window = (await self._shared.window(since[EVENTS], current[EVENTS])
-                  if since is not None else None)
-        # Read after `current` was, with those of the other syncs asking meanwhile.
-        memberships = await self._memberships.get(request.user_id)
+        window = None
+        if since is not None:
+            window = self._shared.window_read(since[EVENTS], current[EVENTS])
+            if window is None:
+                window = await self._shared.window(since[EVENTS], current[EVENTS])
+        # Read after `current` was, with those of the other syncs asking meanwhile; the
+        # personal values in the same turn, taken when the response is assembled.
+        personal = self._personal.request(request.user_id, request.device_id)
+        memberships = await self._memberships.request(request.user_id)
         newest = max((m.stream_ordering or 0 for m in memberships), default=0)
         if newest > current[EVENTS]:
             # The window no longer covers the rooms' ranges; they are read instead.
             current = current.copy_with(EVENTS, newest)
-        async with self._db.connection() as conn:
-            plans = plan_rooms(memberships, since=None if since is None else since[EVENTS],
-                               current=current[EVENTS], room_filter=sync_filter.room,
-                               full_state=request.full_state)
-            by_section: dict[str, list[RoomPlan]] = {JOIN: [], LEAVE: [], INVITE: [], KNOCK: []}
-            for plan in plans:
-                # Spec: invites from ignored users are not shown.
-                if not (plan.section == INVITE and plan.membership.sender in ignored):
-                    by_section[plan.section].append(plan)
-            stripped = await self._room_extras.stripped_states(
-                conn, by_section[INVITE] + by_section[KNOCK])
-            prepared = await self._read_rooms(conn, request, by_section, ignored, window)
-        # Not inside the block above: what follows takes connections of its own (one sync
-        # holding one while waiting for another starves the pool when several do).
+        plans = plan_rooms(memberships, since=None if since is None else since[EVENTS],
+                           current=current[EVENTS], room_filter=sync_filter.room,
+                           full_state=request.full_state)
+        by_section: dict[str, list[RoomPlan]] = {JOIN: [], LEAVE: [], INVITE: [], KNOCK: []}
+        for plan in plans:
+            # Spec: invites from ignored users are not shown.
+            if not (plan.section == INVITE and plan.membership.sender in ignored):
+                by_section[plan.section].append(plan)
+        # Each step takes a connection only if it reads, one at a time and none while
+        # waiting for another's (one sync holding one while waiting for another starves
+        # the pool when several do).
+        stripped = await self._stripped_states(by_section[INVITE] + by_section[KNOCK])
+        prepared = await self._read_rooms(request, by_section, ignored, window)
         joined = frozenset(m.room_id for m in memberships if m.membership == JOIN)
         self._remember_joined(request.user_id, current[EVENTS], joined)
-        result = await self._assemble(request, since, current, by_section, prepared, stripped)
+        result = await self._assemble(request, since, current, by_section, prepared, stripped,
+                                      personal)
         return result, joined
 
     async def _assemble(self, request: SyncRequest, since: SyncToken | None, current: SyncToken,
                         by_section: dict[str, list[RoomPlan]], prepared: PreparedRooms,
-                        stripped: dict[str, list[JsonDict]]) -> SyncResult:
+                        stripped: dict[str, list[JsonDict]],
+                        personal_read: asyncio.Future[Personal]) -> SyncResult:
         # One after the other, not gathered: hundreds of woken syncs in lock-step would
         # all answer last; one at a time, the first ones answer early (measured).
         rooms = await self._rooms.format(self._db, request.user_id, request.device_id, prepared,
                                          request.filter, current[EVENTS] if since is not None else None)
         extras = await self._extras.read(self._db, request, since, current, by_section)
-        by_thread = request.filter.room.timeline.unread_thread_notifications
-        counts = await self._counts.unread_counts(  # its own connection
-            request.user_id, [p.room_id for p in by_section[JOIN]], by_thread=by_thread)
-        e2e, current = await self._e2e_section(request, since, current)
-        join = {}
-        for plan in by_section[JOIN]:
-            content = rooms[plan.room_id]
-            room = RoomResult(content.timeline, content.state,
-                              extras.room_account_data.get(plan.room_id, []),
-                              extras.ephemeral.get(plan.room_id, []),
-                              state_after=request.use_state_after)
-            if plan.full or room.has_updates():
-                join[plan.room_id] = room
-        join = await self._add_summaries(request, join, counts, current[EVENTS])
+        personal = await personal_read
+        e2e, current = await self._e2e_section(request, since, current, personal)
+        shown = [p for p in by_section[JOIN] if p.full or _has_updates(
+            rooms[p.room_id], extras.room_account_data.get(p.room_id),
+            extras.ephemeral.get(p.room_id))]
+        join = await self._joined_rooms_results(request, shown, rooms, extras, personal,
+                                                current[EVENTS])
         leave = {p.room_id: RoomResult(rooms[p.room_id].timeline, rooms[p.room_id].state,
                                        extras.room_account_data.get(p.room_id, []),
                                        state_after=request.use_state_after)
@@ -297,34 +297,64 @@ class SyncService:
             presence=extras.presence, account_data=extras.global_account_data, e2e=e2e)
 
     async def _e2e_section(self, request: SyncRequest, since: SyncToken | None,
-                           current: SyncToken) -> tuple[E2eSection, SyncToken]:
+                           current: SyncToken, personal: Personal) -> tuple[E2eSection, SyncToken]:
         if self._e2e is None:
             return E2eSection(), current
-        return await self._e2e.read(request, since, current)
+        return await self._e2e.read(request, since, current, personal.keys)
 
-    async def _read_rooms(self, conn: Connection, request: SyncRequest,
-                          by_section: dict[str, list[RoomPlan]], ignored: frozenset[str],
-                          window: StreamWindow | None) -> PreparedRooms:
+    async def _stripped_states(self, plans: list[RoomPlan]) -> dict[str, list[JsonDict]]:
+        if not plans:
+            return {}
+        async with self._db.connection() as conn:
+            return await self._room_extras.stripped_states(conn, plans)
+
+    async def _read_rooms(self, request: SyncRequest, by_section: dict[str, list[RoomPlan]],
+                          ignored: frozenset[str], window: StreamWindow | None) -> PreparedRooms:
         # Lazy-loading clients need the heroes' memberships in a full room's state.
         heroes: dict[str, set[str]] = {}
-        if request.filter.room.state.lazy_load_members:
-            full = [p.room_id for p in by_section[JOIN] if p.full]
-            found = await self._room_extras.heroes(conn, request.user_id, full)
+        full = [p.room_id for p in by_section[JOIN] if p.full]
+        if request.filter.room.state.lazy_load_members and full:
+            async with self._db.connection() as conn:
+                found = await self._room_extras.heroes(conn, request.user_id, full)
             heroes = {r: set(users) for r, users in found.items()}
         return await self._rooms.read(
-            conn, request.user_id, by_section[JOIN] + by_section[LEAVE], request.filter,
+            self._db, request.user_id, by_section[JOIN] + by_section[LEAVE], request.filter,
             use_state_after=request.use_state_after, extra_members=heroes, ignored=ignored,
             window=window)
 
-    async def _add_summaries(self, request: SyncRequest, join: dict[str, RoomResult],
-                             counts: dict[str, RoomCounts], position: int) -> dict[str, RoomResult]:
-        summaries = await self._room_extras.summaries(request.user_id, list(join), position)
+    async def _joined_rooms_results(self, request: SyncRequest, shown: list[RoomPlan],
+                                    rooms: dict[str, RoomContent], extras: Extras,
+                                    personal: Personal, position: int) -> dict[str, RoomResult]:
+        """The joined rooms the response shows, with their summaries and unread counts."""
+        room_ids = [p.room_id for p in shown]
+        if not room_ids:
+            return {}
         # The flag is a RoomEventFilter field; the timeline filter is the one that governs
         # what the room shows (Synapse reads it there too).
         by_thread = request.filter.room.timeline.unread_thread_notifications
+        if personal.counts is not None:
+            counts = room_counts(personal.counts, room_ids, by_thread=by_thread)
+        else:
+            assert self._counts is not None
+            counts = await self._counts.unread_counts(  # its own connection
+                request.user_id, room_ids, by_thread=by_thread)
+        summaries = await self._room_extras.summaries(request.user_id, room_ids, position)
         zero = RoomCounts({"notification_count": 0, "highlight_count": 0},
                           {} if by_thread else None)
-        return {r: attrs.evolve(room, summary=summaries.get(r),
-                                unread_notifications=counts.get(r, zero).unread,
-                                unread_thread_notifications=counts.get(r, zero).threads)
-                for r, room in join.items()}
+        out = {}
+        for room_id in room_ids:
+            content = rooms[room_id]
+            room_counts_ = counts.get(room_id, zero)
+            out[room_id] = RoomResult(
+                content.timeline, content.state, extras.room_account_data.get(room_id, []),
+                extras.ephemeral.get(room_id, []), summary=summaries.get(room_id),
+                unread_notifications=room_counts_.unread,
+                unread_thread_notifications=room_counts_.threads,
+                state_after=request.use_state_after)
+        return out
+
+
+def _has_updates(content: RoomContent, account_data: list[JsonDict] | None,
+                 ephemeral: list[JsonDict] | None) -> bool:
+    """Whether an incremental joined room has anything to show (RoomResult.has_updates)."""
+    return bool(content.timeline.events or content.state or account_data or ephemeral)
