@@ -264,36 +264,41 @@ class SqliteDatabase(Database):
         writer = self._writer
         assert writer is not None
         try:
-            self._note_commit_time(_timed_commit(writer))
+            seconds = _timed_commit(writer)
         except BaseException as e:
-            if writer.in_transaction:
-                writer.execute("ROLLBACK").close()
-            batch.committed.set_exception(e)
-        else:
-            batch.committed.set_result(None)
-        finally:
-            self._batch = None
-            self._hand_over_or_free()
-
-    def _note_commit_time(self, seconds: float) -> None:
-        self._commit_seconds = 0.8 * self._commit_seconds + 0.2 * seconds
+            self._end_batch(batch, e)
+            return
+        self._note_commit_time(seconds)
+        self._end_batch(batch, None)
 
     async def _commit(self, batch: _Batch) -> None:
         writer = self._writer
         assert writer is not None and self._commit_thread is not None
         loop = asyncio.get_running_loop()
         try:
-            self._note_commit_time(
-                await loop.run_in_executor(self._commit_thread, _timed_commit, writer))
+            seconds = await loop.run_in_executor(self._commit_thread, _timed_commit, writer)
         except BaseException as e:
-            if writer.in_transaction:
-                writer.execute("ROLLBACK").close()
-            batch.committed.set_exception(e)
-        else:
-            batch.committed.set_result(None)
+            self._end_batch(batch, e)
+            return
+        self._note_commit_time(seconds)
+        self._end_batch(batch, None)
+
+    def _end_batch(self, batch: _Batch, error: BaseException | None) -> None:
+        """The batch's COMMIT is over: tell its members how it went, free the writer."""
+        writer = self._writer
+        try:
+            if error is None:
+                batch.committed.set_result(None)
+            else:
+                if writer is not None and writer.in_transaction:
+                    writer.execute("ROLLBACK").close()
+                batch.committed.set_exception(error)
         finally:
             self._batch = None
             self._hand_over_or_free()
+
+    def _note_commit_time(self, seconds: float) -> None:
+        self._commit_seconds = 0.8 * self._commit_seconds + 0.2 * seconds
 
     async def _begin(self) -> _Batch:
         """BEGIN IMMEDIATE: on the loop when the write lock is free (the usual case: no
