@@ -287,11 +287,12 @@ class EventPersister:
             for send in batch:
                 _answer(send.answer, e)
             raise
-        # Committed: the next batch's prev event and the woken syncs' reads of the new
-        # events come from the event cache instead of the database.
-        self._stores.events.remember_committed([
-            (o.pdu, o.stream_ordering) for o in outcomes
-            if isinstance(o, PersistedEvent) and not o.deduplicated and not o.pdu.is_state()])
+        # Committed: the next batch's prev event comes from the event cache instead of
+        # the database. Only the batch's last event: caching every event sent would fill
+        # the cache (and memory) with events nobody reads; readers cache what they read.
+        new = [o for o in outcomes if isinstance(o, PersistedEvent) and not o.deduplicated]
+        if new and not new[-1].pdu.is_state():
+            self._stores.events.remember_committed([(new[-1].pdu, new[-1].stream_ordering)])
         # Answers first, with no await in between, so a cancellation during the
         # callbacks below cannot leave a caller unanswered. The callers return only once
         # they get the room lock, i.e. after the callbacks.
