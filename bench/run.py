@@ -41,6 +41,7 @@ PY_SPY = REPO / ".cache" / "bench-tools" / "bin" / "py-spy"
 ROWS: list[tuple[str, str, str, str | None]] = [
     ("1 send throughput", "w1_send_throughput_msg_s", "msg/s", "higher"),
     ("1 server CPU per message", "w1_server_cpu_ms_per_msg", "ms", "lower"),
+    ("1 client CPU per message (bench process)", "w1_client_cpu_ms_per_msg", "ms", "lower"),
     ("2 delivery under load p50", "w2_delivery_p50_ms", "ms", "lower"),
     ("2 delivery under load p95", "w2_delivery_p95_ms", "ms", "lower"),
     ("2 delivery under load p99", "w2_delivery_p99_ms", "ms", "lower"),
@@ -170,7 +171,12 @@ def pg_version(dsn: str) -> str:
 
 
 # Profile spans: the workload hooks (bench/workloads.py) that start and stop py-spy.
-PROFILE_SPANS = {"w1-4": ("before_load", "after_fanout"), "w3": ("before_idle", "after_idle"), "w6": ("before_big_room", "after_big_room")}
+PROFILE_SPANS = {
+    "w1": ("before_load", "after_load"),
+    "w1-4": ("before_load", "after_fanout"),
+    "w3": ("before_idle", "after_idle"),
+    "w6": ("before_big_room", "after_big_room"),
+}
 
 
 class Profiler:

@@ -45,17 +45,17 @@ INSERT_NOTIFICATION = """
 INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_ordering, actions,
                            highlight, ts)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (user_id, event_id) DO NOTHING
+ON CONFLICT (user_id, stream_ordering) DO NOTHING
 RETURNING event_id
 """
 INSERT_NOTIFICATIONS = """
 INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_ordering, actions,
                            highlight, ts)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (user_id, event_id) DO NOTHING
+ON CONFLICT (user_id, stream_ordering) DO NOTHING
 """
 # Rows a batch would insert that exist already: any (user, event) pair of the batch has
-# the event's stream ordering, so the range finds them all through the (user, order) index.
+# the event's stream ordering, so the range finds them all through the primary key.
 SELECT_EXISTING_PG = """
 SELECT user_id, event_id FROM notifications
 WHERE user_id = ANY($1::text[]) AND stream_ordering > $2 AND stream_ordering <= $3
