@@ -15,11 +15,16 @@ own answer, only after the commit.
 
 Within a batch, a plain timeline event (not state, not a redaction) built on the room's
 current state changes nothing a later send of the batch reads from the database: its
-rows are deferred and written together with the other deferred events' (one statement
-per table, before the next event that needs them or at the end of the batch). On
-PostgreSQL that is a handful of round trips for a batch instead of a dozen per event.
+rows are deferred and written together with the other deferred events' (before the next
+event that needs them or at the end of the batch), in one statement on PostgreSQL
+(storage/room_batch.py). What a batch reads first (the room, its forward extremities,
+its transaction IDs) is one statement there too.
 Such an event can only fail before it writes (format, auth), so it needs no savepoint;
 if writing the deferred rows fails, the whole batch fails, as a failed commit would.
+
+The state entries a send reads (its auth events, the sender's membership) are kept
+across batches per state snapshot, which never changes once committed: a room's next
+batch reads the room's current snapshot ID under the lock and finds them in memory.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import logging
 import secrets
 import string
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -54,7 +60,7 @@ from homeserver.rooms.stores import RoomStores
 from homeserver.state.auth_events import auth_types_for_event, select_auth_event_ids
 from homeserver.state.auth_rules import AuthError, check_auth_rules
 from homeserver.state.power_levels import get_named_level, get_user_power_level
-from homeserver.storage import streams
+from homeserver.storage import room_batch, streams
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.rooms import RoomRow
 from homeserver.storage.state import StateMap, diff_states
@@ -69,6 +75,9 @@ MAX_PREV_EVENTS = 10
 # Queued sends to one room persisted in one transaction. Bounded so one commit stays
 # short and the first sender's wait is not stretched by a flood.
 MAX_SENDS_PER_COMMIT = 32
+# State reads kept across batches, (snapshot, keys) -> entries: a few hundred bytes each;
+# one per room, event type and sender in use is what a busy server needs.
+STATE_READS_CACHE_SIZE = 1024
 EVENTS_STREAM = "events"
 _ROOM_ID_ALPHABET = string.ascii_letters
 _CREATE_ATTEMPTS = 100
@@ -187,6 +196,9 @@ class EventPersister:
         self.derived_writers: list[DerivedWriter] = []
         # Run inside the transaction after all of a batch's events; a failure is contained.
         self.batch_writers: list[BatchWriter] = []
+        # Committed batches' state reads (LRU). Only committed ones: on SQLite a rolled
+        # back snapshot's ID is handed out again (storage/state.py, next_snapshot_id).
+        self._state_reads: OrderedDict[tuple[int, tuple[StateKey, ...]], StateMap] = OrderedDict()
 
     async def create_room(self, *, room_version: RoomVersion, sender: str,
                           content: Mapping[str, Any], is_public: bool = False) -> PersistedEvent:
@@ -258,8 +270,7 @@ class EventPersister:
         try:
             async with self._db.transaction() as conn:
                 await self._stores.events.lock_room(conn, room_id)
-                view = await self._load_view(conn, room_id)
-                used = await self._used_txns(conn, batch)
+                view, used = await self._read_head(conn, room_id, batch)
                 repeats: list[tuple[int, int]] = []
                 for i, send in enumerate(batch):
                     txn = send.txn
@@ -287,9 +298,10 @@ class EventPersister:
             for send in batch:
                 _answer(send.answer, e)
             raise
-        # Committed: the next batch's prev event comes from the event cache instead of
-        # the database. Only the batch's last event: caching every event sent would fill
-        # the cache (and memory) with events nobody reads; readers cache what they read.
+        # Committed: the next batch's state reads and prev event come from memory instead
+        # of the database. Only the batch's last event: caching every event sent would
+        # fill the cache (and memory) with events nobody reads; readers cache what they read.
+        self._remember_state_reads(view.state_reads)
         new = [o for o in outcomes if isinstance(o, PersistedEvent) and not o.deduplicated]
         if new and not new[-1].pdu.is_state():
             self._stores.events.remember_committed([(new[-1].pdu, new[-1].stream_ordering)])
@@ -330,25 +342,19 @@ class EventPersister:
             view.pdus.update(learned.pdus)
         return persisted
 
-    async def _load_view(self, conn: Connection, room_id: str) -> _BatchView:
-        view = _BatchView(room=await self._stores.rooms.get(conn, room_id))
-        if view.room is not None:
-            view.extremities = await self._stores.events.forward_extremities(conn, room_id)
-            view.stored_extremities = list(view.extremities)
-        return view
-
-    async def _used_txns(self, conn: Connection, batch: list[_QueuedSend]) -> dict[TxnKey, str]:
-        """The batch's transaction IDs that earlier requests used -> their events."""
-        by_device: dict[tuple[str, str | None], list[TxnKey]] = {}
-        for send in batch:
-            if send.txn is not None:
-                by_device.setdefault((send.txn.user_id, send.txn.device_id), []).append(send.txn)
-        used: dict[TxnKey, str] = {}
-        for (user_id, device_id), keys in by_device.items():
-            found = await self._stores.txn_ids.get_many(conn, user_id, device_id,
-                                                        [k.txn_id for k in keys])
-            used.update({k: found[k.txn_id] for k in keys if k.txn_id in found})
-        return used
+    async def _read_head(self, conn: Connection, room_id: str, batch: list[_QueuedSend],
+                         ) -> tuple[_BatchView, dict[TxnKey, str]]:
+        """The batch's view of the room, and its transaction IDs that earlier requests
+        used -> their events (one statement on PostgreSQL)."""
+        keys = [send.txn for send in batch if send.txn is not None]
+        head = await room_batch.read_head(conn, room_id,
+                                          [(k.user_id, k.device_id, k.txn_id) for k in keys])
+        view = _BatchView(room=head.room)
+        if head.room is not None:
+            view.extremities = head.extremities
+            view.stored_extremities = list(head.extremities)
+        used = {k: e for k, e in zip(keys, head.txn_events, strict=True) if e is not None}
+        return view, used
 
     async def _defer(self, conn: Connection, send: _QueuedSend, view: _BatchView,
                      index: int) -> None:
@@ -369,30 +375,23 @@ class EventPersister:
     async def _flush(self, conn: Connection, view: _BatchView,
                      outcomes: list[PersistedEvent | BaseException | None]) -> None:
         """Write the deferred events' rows: what `_persist` writes for a timeline event
-        on top of the current state (which it leaves unchanged), a table at a time."""
+        on top of the current state (which it leaves unchanged), all in one store call."""
         deferred, view.deferred = view.deferred, []
         if not deferred:
             return
-        stores = self._stores
         assert view.room is not None and view.extremities is not None
         room_id = view.room.room_id
-        orderings = await streams.next_positions(conn, EVENTS_STREAM, len(deferred))
-        pairs = [(d.pdu, o) for d, o in zip(deferred, orderings, strict=True)]
-        await stores.events.insert_timeline(conn, pairs)
-        await stores.state.set_event_states(conn, [
-            (d.pdu.event_id, room_id, d.before_snapshot_id, d.before_snapshot_id)
-            for d in deferred])
         prevs = {p for d in deferred for p in d.pdu.prev_event_ids}
         stored = view.stored_extremities
-        await stores.events.update_extremities(
-            conn, room_id, remove=[e for e in stored if e in prevs],
-            add=[e for e in view.extremities if e not in stored])
+        rows = room_batch.TimelineRows(
+            room_id, [(d.pdu, d.before_snapshot_id) for d in deferred],
+            remove_extremities=[e for e in stored if e in prevs],
+            add_extremities=[e for e in view.extremities if e not in stored],
+            txns=[(d.txn.user_id, d.txn.device_id, d.txn.txn_id, d.pdu.event_id)
+                  for d in deferred if d.txn is not None],
+            now_ms=self._clock.time_ms())
+        orderings = await room_batch.write_timeline(conn, EVENTS_STREAM, rows)
         view.stored_extremities = list(view.extremities)
-        now = self._clock.time_ms()
-        txns = [(d.txn.user_id, d.txn.device_id, d.txn.txn_id, d.pdu.event_id, room_id, now)
-                for d in deferred if d.txn is not None]
-        if txns:
-            await stores.txn_ids.insert_many(conn, txns)
         for d, ordering in zip(deferred, orderings, strict=True):
             for writer in self.derived_writers:
                 await writer(conn, d.pdu, ordering)
@@ -480,9 +479,23 @@ class EventPersister:
         cache_key = (before.snapshot_id, keys)
         entries = view.state_reads.get(cache_key)
         if entries is None:
-            entries = await read_entries(conn, self._stores, before, keys)
+            entries = self._state_reads.get(cache_key)
+            if entries is None:
+                entries = await read_entries(conn, self._stores, before, keys)
+            else:
+                self._state_reads.move_to_end(cache_key)
             view.state_reads[cache_key] = entries
         return entries
+
+    def _remember_state_reads(self, reads: Mapping[tuple[int, tuple[StateKey, ...]], StateMap],
+                              ) -> None:
+        """A committed batch's state reads, for the next batches."""
+        cache = self._state_reads
+        for key, entries in reads.items():
+            cache[key] = entries
+            cache.move_to_end(key)
+        while len(cache) > STATE_READS_CACHE_SIZE:
+            cache.popitem(last=False)
 
     def _build(self, room_version: RoomVersion, fields: Mapping[str, Any], prev: list[Pdu],
                auth_ids: list[str], auth_by_id: Mapping[str, Pdu], *,

@@ -17,7 +17,9 @@ event whose redaction was persisted first is never indexed.
 
 In the common case the passes find nothing to do: `index_in_transaction` is a batch
 writer of the persistence path (rooms/persistence.py) that indexes new events inside
-their own transaction, from the PDUs in memory, when the position is right behind them.
+their own transaction, from the PDUs in memory, when the position is right behind them
+(on PostgreSQL the compare-and-set, the redaction check and the rows are one statement,
+storage/search.py; the compare-and-set still decides whether any row is written).
 That saves a transaction per batch and the re-reading of the events, and keeps the
 indexer from queueing for the database writer between sends. Events it cannot index
 (the position lags, or the write failed and was rolled back) take the pass path.
@@ -116,16 +118,22 @@ class SearchIndexer:
         upto = events[0].stream_ordering - 1
         if self._known_position != upto and await self._store.indexed_upto(conn) != upto:
             return None
-        pdus = [e.pdu for e in events]
-        stale = await self._redacted_by(conn, pdus)
-        redacted = await self._loader.applied_redactions(conn, pdus)
-        entries = [entry for e in events if e.event_id not in redacted
-                   and (entry := timeline_entry(e.pdu, e.stream_ordering)) is not None]
-        if not await self._store.advance(conn, upto, events[-1].stream_ordering):
+        stale = await self._redacted_by(conn, [e.pdu for e in events])
+        entries = [entry for e in events
+                   if (entry := timeline_entry(e.pdu, e.stream_ordering)) is not None]
+        held_back = await self._store.advance_and_insert(conn, upto, events[-1].stream_ordering,
+                                                         entries)
+        if held_back is None:
             self._known_position = None
             return None
+        if held_back:
+            # A redaction persisted before its target: indexed only if it does not apply.
+            targeted = set(held_back)
+            redacted = await self._loader.applied_redactions(
+                conn, [e.pdu for e in events if e.event_id in targeted])
+            await self._store.insert(conn, [x for x in entries if x.event_id in targeted
+                                            and x.event_id not in redacted])
         await self._store.delete(conn, stale)
-        await self._store.insert(conn, entries)
 
         def indexed() -> None:
             if len(self._indexed_inline) > 4096:

@@ -131,6 +131,20 @@ def room_lock_key(room_id: str) -> int:
     return int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big", signed=True)
 
 
+async def update_extremities(conn: Connection, room_id: str, *, remove: Sequence[str],
+                             add: Sequence[str]) -> None:
+    """Forward extremities `remove` are gone and `add` are new (also for room_batch.py)."""
+    if len(remove) == 1 and len(add) == 1:
+        # The usual step of a linear room: one statement instead of two.
+        if await conn.execute(REPLACE_EXTREMITY, room_id, remove[0], add[0]):
+            return
+        remove = []
+    if remove:
+        await conn.executemany(DELETE_EXTREMITY, [(room_id, e) for e in remove])
+    if add:
+        await conn.executemany(INSERT_EXTREMITY, [(room_id, e) for e in add])
+
+
 # About 2 KB each (parsed JSON): the default keeps a few thousand hot events, enough for
 # the timelines and state of a busy user's initial sync, in a few tens of MB at most.
 DEFAULT_CACHE_SIZE = 10_000
@@ -207,21 +221,6 @@ class EventStore:
         if pdu.auth_event_ids:
             await conn.executemany(INSERT_AUTH, [(pdu.event_id, a) for a in pdu.auth_event_ids])
 
-    async def insert_timeline(self, conn: Connection,
-                              events: Sequence[tuple[Pdu, int]]) -> None:
-        """Several timeline events `(pdu, stream_ordering)` with their edges, one
-        statement per table (`insert` row by row costs a round trip per row)."""
-        await conn.executemany(INSERT_EVENT, [
-            (pdu.event_id, pdu.room_id, ordering, pdu.depth, pdu.type, pdu.state_key,
-             pdu.sender, pdu.origin_server_ts, pdu.canonical_json().decode(),
-             pdu.rejected_reason, 0, None) for pdu, ordering in events])
-        edges = [(pdu.event_id, p) for pdu, _ in events for p in pdu.prev_event_ids]
-        if edges:
-            await conn.executemany(INSERT_EDGE, edges)
-        auth = [(pdu.event_id, a) for pdu, _ in events for a in pdu.auth_event_ids]
-        if auth:
-            await conn.executemany(INSERT_AUTH, auth)
-
     async def get(self, conn: Connection, event_id: str) -> StoredEvent | None:
         event = self.cached(event_id)
         if event is not None:
@@ -276,15 +275,7 @@ class EventStore:
 
     async def update_extremities(self, conn: Connection, room_id: str, *,
                                  remove: Sequence[str], add: Sequence[str]) -> None:
-        if len(remove) == 1 and len(add) == 1:
-            # The usual step of a linear room: one statement instead of two.
-            if await conn.execute(REPLACE_EXTREMITY, room_id, remove[0], add[0]):
-                return
-            remove = []
-        if remove:
-            await conn.executemany(DELETE_EXTREMITY, [(room_id, e) for e in remove])
-        if add:
-            await conn.executemany(INSERT_EXTREMITY, [(room_id, e) for e in add])
+        await update_extremities(conn, room_id, remove=remove, add=add)
 
     async def insert_redaction(self, conn: Connection, redaction: Pdu, redacts: str,
                                validated: bool) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import attrs
 
@@ -226,11 +226,6 @@ class StateStore:
     async def set_event_state(self, conn: Connection, event_id: str, room_id: str,
                               before: int, after: int) -> None:
         await conn.execute(INSERT_EVENT_STATE, event_id, room_id, before, after)
-
-    async def set_event_states(self, conn: Connection,
-                               rows: Sequence[tuple[str, str, int, int]]) -> None:
-        """`set_event_state` for several `(event_id, room_id, before, after)` at once."""
-        await conn.executemany(INSERT_EVENT_STATE, rows)
 
     async def get_event_state(self, conn: Connection, event_id: str) -> EventState | None:
         """The snapshots before and after an event (None for outliers and unknown events)."""

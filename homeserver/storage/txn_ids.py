@@ -16,12 +16,6 @@ INSERT = """
 INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, room_id, created_ts)
 VALUES ($1, $2, $3, $4, $5, $6)
 """
-_FOR_TXNS = """
-SELECT txn_id, event_id FROM event_txn_ids
-WHERE user_id = $2 AND device_id = $3 AND txn_id {}
-"""
-SELECT_FOR_TXNS_PG = _FOR_TXNS.format("= ANY($1::text[])")
-SELECT_FOR_TXNS_SQLITE = _FOR_TXNS.format("IN (SELECT value FROM json_each($1))")
 _FOR_EVENTS = """
 SELECT event_id, txn_id FROM event_txn_ids
 WHERE user_id = $2 AND device_id = $3 AND event_id {}
@@ -38,18 +32,6 @@ class TxnIdStore:
     async def insert(self, conn: Connection, user_id: str, device_id: str | None, txn_id: str,
                      event_id: str, room_id: str, now_ms: int) -> None:
         await conn.execute(INSERT, user_id, device_id or "", txn_id, event_id, room_id, now_ms)
-
-    async def get_many(self, conn: Connection, user_id: str, device_id: str | None,
-                       txn_ids: Sequence[str]) -> dict[str, str]:
-        """`txn_id -> event_id` for those of one device's `txn_ids` already used."""
-        rows = await fetch_for_ids(conn, SELECT_FOR_TXNS_PG, SELECT_FOR_TXNS_SQLITE,
-                                   list(txn_ids), user_id, device_id or "")
-        return {r["txn_id"]: r["event_id"] for r in rows}
-
-    async def insert_many(self, conn: Connection,
-                          rows: Sequence[tuple[str, str | None, str, str, str, int]]) -> None:
-        """`insert` for several `(user_id, device_id, txn_id, event_id, room_id, now_ms)`."""
-        await conn.executemany(INSERT, [(u, d or "", t, e, r, ts) for u, d, t, e, r, ts in rows])
 
     async def for_events(self, conn: Connection, user_id: str, device_id: str | None,
                          event_ids: Sequence[str]) -> dict[str, str]:

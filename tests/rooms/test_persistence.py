@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import signedjson.key
 
+from homeserver.clock import FakeClock
 from homeserver.errors import Forbidden, NotFound, TooLarge
+from homeserver.rooms import persistence
 from homeserver.rooms.persistence import PersistedEvent, TxnKey
 from homeserver.rooms.service import RoomService
+from homeserver.storage import room_batch
 from homeserver.storage.database import Database
-from tests.rooms.conftest import ALICE, BOB, make_room
+from tests.rooms.conftest import ALICE, BOB, SERVER, make_room
 
 MESSAGE = {"msgtype": "m.text", "body": "hello"}
 
@@ -284,10 +288,12 @@ async def _rows(db: Database, room_id: str) -> dict[str, list[tuple[object, ...]
             for name, rows in raw.items()}
 
 
-async def test_deferred_writes_match_one_send_at_a_time(rooms: RoomService, database: Database) -> None:
+async def test_deferred_writes_match_one_send_at_a_time(
+        rooms: RoomService, database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """Timeline events of a batch write their rows together (rooms/persistence.py,
     `_flush`): the rows are the ones the same sends make one at a time, interleaved with
-    state events and redactions, which are written at once."""
+    state events and redactions, which are written at once; and the ones they make
+    when nothing is deferred (every event written by `_persist`, table by table)."""
 
     def fields(room_id: str, i: int, target: str) -> dict[str, object]:
         kinds: list[dict[str, object]] = [
@@ -317,30 +323,29 @@ async def test_deferred_writes_match_one_send_at_a_time(rooms: RoomService, data
 
     room_a, batched = await run(True)
     room_b, single = await run(False)
+    with monkeypatch.context() as patch:
+        patch.setattr(persistence, "_deferrable", lambda fields, view: False)
+        room_c, _ = await run(True)
     rows_a, rows_b = await _rows(database, room_a), await _rows(database, room_b)
     assert rows_a["relations"] and len(rows_a["txn_ids"]) == 14
-    assert rows_a == rows_b
+    assert rows_a == rows_b == await _rows(database, room_c)
     for earlier, later in zip(batched, batched[1:], strict=False):
         assert later.pdu.prev_event_ids == [earlier.event_id]
         assert later.stream_ordering == earlier.stream_ordering + 1
 
 
-async def test_a_failed_deferred_write_fails_the_whole_batch(rooms: RoomService,
-                                                            database: Database) -> None:
+async def test_a_failed_deferred_write_fails_the_whole_batch(
+        rooms: RoomService, database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     room_id = await make_room(rooms)
     count = await _count(database, "SELECT COUNT(*) FROM events")
-    events = rooms.stores.events
-    real = events.insert_timeline
 
-    async def broken(conn: object, rows: object) -> None:
+    async def broken(conn: object, stream: str, rows: object) -> range:
         raise RuntimeError("disk full")
-    events.insert_timeline = broken  # type: ignore[method-assign, assignment]
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(room_batch, "write_timeline", broken)
         results = await asyncio.gather(*(rooms.persister.send(
             {"type": "m.room.message", "room_id": room_id, "sender": ALICE,
              "content": {"body": str(i)}}) for i in range(4)), return_exceptions=True)
-    finally:
-        events.insert_timeline = real  # type: ignore[method-assign]
     assert all(isinstance(r, RuntimeError) for r in results)
     assert await _count(database, "SELECT COUNT(*) FROM events") == count
     # The room is intact: the next send builds on the last stored event.
@@ -348,3 +353,111 @@ async def test_a_failed_deferred_write_fails_the_whole_batch(rooms: RoomService,
                                      "sender": ALICE, "content": {"body": "after"}})
     async with database.connection() as conn:
         assert await rooms.stores.events.forward_extremities(conn, room_id) == [ok.event_id]
+
+
+# Makes the database refuse the transaction ID "poison": the last rows a batch of
+# timeline events writes, after its events, edges, state rows and extremities.
+_POISON = {
+    "postgres": "ALTER TABLE event_txn_ids ADD CONSTRAINT no_poison CHECK (txn_id <> 'poison')",
+    "sqlite": "CREATE TRIGGER no_poison BEFORE INSERT ON event_txn_ids"
+              " WHEN new.txn_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END",
+}
+
+
+async def test_a_deferred_write_the_database_refuses_fails_the_whole_batch(
+        rooms: RoomService, database: Database) -> None:
+    """The deferred rows go in together (one statement on PostgreSQL): when the
+    database refuses one of them, no row of the batch stays, not even its stream
+    positions, and the room goes on from where it was."""
+    room_id = await make_room(rooms)
+    before = await _rows(database, room_id)
+    position = await database.fetchval("SELECT position FROM stream_positions WHERE stream = 'events'")
+    async with database.connection() as conn:
+        tip = await rooms.stores.events.forward_extremities(conn, room_id)
+    await database.execute(_POISON[database.engine])
+    results = await asyncio.gather(*(rooms.persister.send(
+        {"type": "m.room.message", "room_id": room_id, "sender": ALICE,
+         "content": {"body": str(i)}}, txn=TxnKey(ALICE, f"DEV{i}", "poison")) for i in range(4)),
+        return_exceptions=True)
+    assert all(isinstance(r, Exception) and not isinstance(r, Forbidden) for r in results)
+    assert await _rows(database, room_id) == before
+    assert await database.fetchval(
+        "SELECT position FROM stream_positions WHERE stream = 'events'") == position
+    ok = await rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                     "sender": ALICE, "content": {"body": "after"}},
+                                    txn=TxnKey(ALICE, "DEV", "fine"))
+    assert ok.stream_ordering == position + 1
+    async with database.connection() as conn:
+        assert await rooms.stores.events.forward_extremities(conn, room_id) == [ok.event_id]
+        stored = await rooms.stores.events.get_pdus(conn, [ok.event_id])
+    assert stored[ok.event_id].prev_event_ids == tip
+
+
+async def test_state_reads_are_kept_only_from_committed_batches(
+        rooms: RoomService, database: Database) -> None:
+    """A batch finds the state entries earlier batches read in memory (keyed by
+    snapshot, which never changes), but not those of a batch that rolled back."""
+    room_id = await make_room(rooms)
+    reads: list[object] = []
+    current_state = rooms.stores.current_state
+    real = current_state.get_entries
+
+    async def counted(conn: object, room: str, keys: object) -> object:
+        reads.append(keys)
+        return await real(conn, room, keys)  # type: ignore[arg-type]
+    current_state.get_entries = counted  # type: ignore[method-assign, assignment]
+
+    def message(body: str) -> dict[str, object]:
+        return {"type": "m.room.message", "room_id": room_id, "sender": ALICE,
+                "content": {"body": body}}
+
+    await rooms.persister.send(message("first"))
+    assert len(reads) == 1
+    await rooms.persister.send(message("second"))
+    assert len(reads) == 1
+    # A state change makes a new snapshot: read again.
+    await rooms.persister.send({"type": "m.room.topic", "room_id": room_id, "sender": ALICE,
+                                "state_key": "", "content": {"topic": "t"}})
+    await rooms.persister.send(message("third"))
+    assert len(reads) == 3
+    # A batch that rolls back leaves nothing behind.
+    rooms.persister._state_reads.clear()
+    await database.execute(_POISON[database.engine])
+    with pytest.raises(Exception):  # noqa: B017 (the engine's own error type)
+        await rooms.persister.send(message("fails"), txn=TxnKey(ALICE, "DEV", "poison"))
+    assert len(reads) == 4 and not rooms.persister._state_reads
+    await rooms.persister.send(message("fourth"))
+    assert len(reads) == 5 and rooms.persister._state_reads
+
+
+async def test_two_processes_sending_to_one_room(rooms: RoomService, database: Database,
+                                                 clock: FakeClock) -> None:
+    """Two persisters on one database (two processes): each batch builds on what the
+    other committed, read under the room's lock, however much each keeps in memory."""
+    other = RoomService(database, server_name=SERVER,
+                        signing_key=signedjson.key.generate_signing_key("t2"), clock=clock)
+    room_id = await make_room(rooms, preset="public_chat")
+
+    def message(sender: str, body: str) -> dict[str, object]:
+        return {"type": "m.room.message", "room_id": room_id, "sender": sender,
+                "content": {"body": body}}
+
+    sent = await asyncio.gather(*(
+        (rooms if i % 2 else other).persister.send(message(ALICE, str(i)), txn=TxnKey(ALICE, "D", str(i)))
+        for i in range(12)))
+    # Each persister's own state reads are warm; Bob is not joined in what they read.
+    with pytest.raises(Forbidden):
+        await rooms.persister.send(message(BOB, "too early"), require_joined=True)
+    await other.membership.join(BOB, room_id)
+    after_join = await rooms.persister.send(message(BOB, "joined"), require_joined=True)
+    # The other persister's transaction IDs count as used here too.
+    again = await rooms.persister.send(message(ALICE, "0"), txn=TxnKey(ALICE, "D", "0"))
+    assert again.deduplicated and again.event_id == sent[0].event_id
+    async with database.connection() as conn:
+        assert await rooms.stores.events.forward_extremities(conn, room_id) == [after_join.event_id]
+        rows = await conn.fetch("SELECT event_id FROM events WHERE room_id = $1"
+                                " ORDER BY stream_ordering", room_id)
+        pdus = await rooms.stores.events.get_pdus(conn, [r[0] for r in rows])
+    ordered = [pdus[r[0]] for r in rows]
+    for earlier, later in zip(ordered, ordered[1:], strict=False):
+        assert later.prev_event_ids == [earlier.event_id]

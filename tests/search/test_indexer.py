@@ -213,11 +213,19 @@ class FailingInsert(SearchStore):
     def __init__(self) -> None:
         self.failures = 1
 
-    async def insert(self, conn: Connection, entries: Any) -> None:
+    async def _fail_once(self, conn: Connection) -> None:
         if self.failures:
             self.failures -= 1
             await conn.execute("SELECT no_such_column FROM event_search")
+
+    async def insert(self, conn: Connection, entries: Any) -> None:
+        await self._fail_once(conn)
         await super().insert(conn, entries)
+
+    async def advance_and_insert(self, conn: Connection, expected: int, position: int,
+                                 entries: Any) -> list[str] | None:
+        await self._fail_once(conn)
+        return await super().advance_and_insert(conn, expected, position, entries)
 
 
 async def test_a_failed_inline_index_is_rolled_back_and_caught_up(
@@ -236,3 +244,56 @@ async def test_a_failed_inline_index_is_rolled_back_and_caught_up(
     assert await store.is_indexed(database, message)
     assert await store.indexed_upto(database) == await current_position(database, "events")
     await indexer.close()
+
+
+async def test_inline_indexing_holds_back_events_a_redaction_targets(
+        rooms: RoomService, database: Database) -> None:
+    """A redaction stored before its target (as federation may deliver them) keeps the
+    target out of the index if it applies; one that does not apply (here: its event is
+    unknown) does not."""
+    room_id = await make_room(rooms)
+    indexer = _indexer(rooms, database)
+    await indexer.catch_up()
+    store = SearchStore()
+    first = await rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                        "sender": ALICE, "content": {"body": "redacted"}})
+    second = await rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                         "sender": ALICE, "content": {"body": "kept"}})
+    third = await rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                        "sender": ALICE, "content": {"body": "plain"}})
+    await rooms.send.redact(ALICE, "DEV", room_id, first.event_id, None, "r1")
+    await database.execute("INSERT INTO redactions (event_id, redacts, room_id, validated)"
+                           " VALUES ('$unknown', $1, $2, 1)", second.event_id, room_id)
+    async with database.transaction() as conn:
+        recorded = await indexer.index_in_transaction(conn, [first, second, third])
+    assert recorded is not None
+    assert not await store.is_indexed(database, first.event_id)
+    assert await store.is_indexed(database, second.event_id)
+    assert await store.is_indexed(database, third.event_id)
+    assert await store.indexed_upto(database) == third.stream_ordering
+
+
+async def test_advance_and_insert_writes_nothing_when_the_position_moved(
+        rooms: RoomService, database: Database) -> None:
+    room_id = await make_room(rooms)
+    persisted = await rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                            "sender": ALICE, "content": {"body": "words"}})
+    entry = index_entry(await _stored(rooms, database, persisted.event_id))
+    assert entry is not None
+    store = SearchStore()
+    async with database.transaction() as conn:
+        upto = await store.indexed_upto(conn)
+        assert await store.advance_and_insert(conn, upto + 1, upto + 2, [entry]) is None
+        assert await store.indexed_upto(conn) == upto
+        assert not await store.is_indexed(conn, entry.event_id)
+        assert await store.advance_and_insert(conn, upto, upto + 2, [entry]) == []
+        assert await store.indexed_upto(conn) == upto + 2
+        assert await store.is_indexed(conn, entry.event_id)
+        # No entries: the position still moves.
+        assert await store.advance_and_insert(conn, upto + 2, upto + 3, []) == []
+        assert await store.indexed_upto(conn) == upto + 3
+
+
+async def _stored(rooms: RoomService, database: Database, event_id: str) -> Any:
+    async with database.connection() as conn:
+        return await rooms.stores.events.get(conn, event_id)

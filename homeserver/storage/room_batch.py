@@ -1,0 +1,202 @@
+"""A batch of sends to one room (rooms/persistence.py): what it reads first, under the
+room's lock, and the rows of its plain timeline events, written together.
+
+On PostgreSQL each is one statement: every statement is a round trip, and a send's
+round trips were most of its time. The head is one SELECT (the room row, its forward
+extremities and the batch's used transaction IDs); the timeline rows are one statement
+of data-modifying CTEs over arrays (stream positions, events, edges, event_state,
+forward extremities, transaction IDs). The lock itself stays a statement of its own:
+a READ COMMITTED statement reads from a snapshot taken when it starts, so reads in the
+statement that waits for the lock could miss the commit of the writer it waited for.
+
+SQLite runs in process, where a statement costs microseconds: it keeps the plain
+per-table statements, which write the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from homeserver.events.pdu import Pdu
+from homeserver.storage import events as event_sql
+from homeserver.storage import rooms as room_sql
+from homeserver.storage import state as state_sql
+from homeserver.storage import streams
+from homeserver.storage import txn_ids as txn_sql
+from homeserver.storage.batch import is_postgres, json_id_list
+from homeserver.storage.database import Connection, Row
+from homeserver.storage.rooms import RoomRow
+
+# $1 room; $2-$4 the transaction IDs asked about (user, device, txn): `txn_events` holds
+# the event of each (NULL when unused), in the order asked.
+SELECT_HEAD_PG = """
+SELECT r.room_id, r.room_version, r.creator, r.created_ts, r.is_public, r.current_snapshot_id,
+  ARRAY(SELECT f.event_id FROM forward_extremities f JOIN events e ON e.event_id = f.event_id
+        WHERE f.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC) AS extremities,
+  ARRAY(SELECT x.event_id
+        FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+             AS k(user_id, device_id, txn_id, n)
+        LEFT JOIN event_txn_ids x
+          ON x.user_id = k.user_id AND x.device_id = k.device_id AND x.txn_id = k.txn_id
+        ORDER BY k.n) AS txn_events
+FROM (SELECT $1::text AS room_id) q LEFT JOIN rooms r ON r.room_id = q.room_id
+"""
+SELECT_TXNS_SQLITE = """
+SELECT txn_id, event_id FROM event_txn_ids
+WHERE user_id = $2 AND device_id = $3 AND txn_id IN (SELECT value FROM json_each($1))
+"""
+
+# $1 stream, $2 room, $3-$10 the events in stream order, $11-$12 prev edges, $13-$14
+# auth edges, $15 each event's state snapshot (before = after: not state), $16/$17
+# extremities removed/added, $18 now, $19-$22 transaction IDs. The CTEs all see the
+# snapshot the statement started with, so none may read what another writes; none does
+# (the events take their positions from `pos`'s RETURNING).
+WRITE_TIMELINE_PG = """
+WITH pos AS (
+    INSERT INTO stream_positions (stream, position) VALUES ($1, cardinality($3::text[]))
+    ON CONFLICT (stream) DO UPDATE SET position = stream_positions.position + excluded.position
+    RETURNING position
+), new_events AS (
+    INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender,
+                        origin_server_ts, json, rejected_reason, outlier, replaces_state)
+    SELECT e.event_id, $2, pos.position - cardinality($3::text[]) + e.n, e.depth, e.type,
+           e.state_key, e.sender, e.ts, e.json, e.rejected_reason, 0, NULL
+    FROM pos, unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+                     $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY
+              AS e(event_id, depth, type, state_key, sender, ts, json, rejected_reason, n)
+), edges AS (
+    INSERT INTO event_edges (event_id, prev_event_id)
+    SELECT * FROM unnest($11::text[], $12::text[]) ON CONFLICT DO NOTHING
+), auth AS (
+    INSERT INTO event_auth (event_id, auth_event_id)
+    SELECT * FROM unnest($13::text[], $14::text[]) ON CONFLICT DO NOTHING
+), event_states AS (
+    INSERT INTO event_state (event_id, room_id, before_snapshot_id, after_snapshot_id)
+    SELECT s.event_id, $2, s.snapshot_id, s.snapshot_id
+    FROM unnest($3::text[], $15::bigint[]) AS s(event_id, snapshot_id)
+), removed AS (
+    DELETE FROM forward_extremities WHERE room_id = $2 AND event_id = ANY($16::text[])
+), added AS (
+    INSERT INTO forward_extremities (room_id, event_id)
+    SELECT $2, a.event_id FROM unnest($17::text[]) AS a(event_id) ON CONFLICT DO NOTHING
+), txns AS (
+    INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, room_id, created_ts)
+    SELECT t.user_id, t.device_id, t.txn_id, t.event_id, $2, $18
+    FROM unnest($19::text[], $20::text[], $21::text[], $22::text[])
+         AS t(user_id, device_id, txn_id, event_id)
+)
+SELECT position FROM pos
+"""
+
+
+@attrs.frozen
+class RoomHead:
+    """What a batch reads first: the room (None if unknown), its forward extremities
+    (newest first; empty for an unknown room), and for each transaction ID asked about
+    the event an earlier request created with it (None if unused)."""
+
+    room: RoomRow | None
+    extremities: list[str]
+    txn_events: list[str | None]
+
+
+@attrs.frozen
+class TimelineRows:
+    """Timeline events (not state, not outliers) built on the room's current state, in
+    stream order, with what they change: the rows `write_timeline` writes."""
+
+    room_id: str
+    # (event, the state snapshot it was built on)
+    events: Sequence[tuple[Pdu, int]]
+    remove_extremities: Sequence[str]
+    add_extremities: Sequence[str]
+    # (user_id, device_id, txn_id, event_id)
+    txns: Sequence[tuple[str, str | None, str, str]]
+    now_ms: int
+
+
+async def read_head(conn: Connection, room_id: str,
+                    txns: Sequence[tuple[str, str | None, str]]) -> RoomHead:
+    """The room row, its forward extremities and which of `txns` (user_id, device_id,
+    txn_id) are used. Call under the room's lock (events.lock_room)."""
+    if is_postgres(conn):
+        row = await conn.fetchrow(SELECT_HEAD_PG, room_id, [t[0] for t in txns],
+                                  [t[1] or "" for t in txns], [t[2] for t in txns])
+        assert row is not None
+        return RoomHead(_room(row), list(row["extremities"]), list(row["txn_events"]))
+    return await _read_head_sqlite(conn, room_id, txns)
+
+
+async def _read_head_sqlite(conn: Connection, room_id: str,
+                            txns: Sequence[tuple[str, str | None, str]]) -> RoomHead:
+    room_row = await conn.fetchrow(room_sql.SELECT_ROOM, room_id)
+    room = None if room_row is None else _room(room_row)
+    extremities = ([] if room is None else
+                   [r["event_id"] for r in await conn.fetch(event_sql.SELECT_EXTREMITIES, room_id)])
+    by_device: dict[tuple[str, str], list[str]] = {}
+    for user_id, device_id, txn_id in txns:
+        by_device.setdefault((user_id, device_id or ""), []).append(txn_id)
+    used: dict[tuple[str, str, str], str] = {}
+    for (user_id, device_id), txn_ids in by_device.items():
+        rows = await conn.fetch(SELECT_TXNS_SQLITE, json_id_list(txn_ids), user_id, device_id)
+        used.update(((user_id, device_id, r["txn_id"]), r["event_id"]) for r in rows)
+    return RoomHead(room, extremities, [used.get((u, d or "", t)) for u, d, t in txns])
+
+
+def _room(r: Row) -> RoomRow | None:
+    """The room's columns (NULL when the room is unknown: PostgreSQL's outer join)."""
+    if r["room_id"] is None:
+        return None
+    return RoomRow(r["room_id"], r["room_version"], r["creator"], r["created_ts"],
+                   bool(r["is_public"]), r["current_snapshot_id"])
+
+
+async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> range:
+    """Write `rows` in the caller's transaction; returns the events' stream positions
+    (consecutive, taken from `stream` as streams.next_positions does)."""
+    if not rows.events:
+        raise ValueError("no events to write")
+    pdus = [pdu for pdu, _ in rows.events]
+    if not is_postgres(conn):
+        return await _write_timeline_sqlite(conn, stream, rows, pdus)
+    last = await conn.fetchval(
+        WRITE_TIMELINE_PG, stream, rows.room_id,
+        [p.event_id for p in pdus], [p.depth for p in pdus], [p.type for p in pdus],
+        [p.state_key for p in pdus], [p.sender for p in pdus],
+        [p.origin_server_ts for p in pdus], [p.canonical_json().decode() for p in pdus],
+        [p.rejected_reason for p in pdus],
+        [p.event_id for p in pdus for _ in p.prev_event_ids],
+        [e for p in pdus for e in p.prev_event_ids],
+        [p.event_id for p in pdus for _ in p.auth_event_ids],
+        [a for p in pdus for a in p.auth_event_ids],
+        [snapshot for _, snapshot in rows.events],
+        list(rows.remove_extremities), list(rows.add_extremities), rows.now_ms,
+        [t[0] for t in rows.txns], [t[1] or "" for t in rows.txns], [t[2] for t in rows.txns],
+        [t[3] for t in rows.txns])
+    last = int(last)
+    return range(last - len(pdus) + 1, last + 1)
+
+
+async def _write_timeline_sqlite(conn: Connection, stream: str, rows: TimelineRows,
+                                 pdus: list[Pdu]) -> range:
+    orderings = await streams.next_positions(conn, stream, len(pdus))
+    await conn.executemany(event_sql.INSERT_EVENT, [
+        (p.event_id, p.room_id, ordering, p.depth, p.type, p.state_key, p.sender,
+         p.origin_server_ts, p.canonical_json().decode(), p.rejected_reason, 0, None)
+        for p, ordering in zip(pdus, orderings, strict=True)])
+    edges = [(p.event_id, e) for p in pdus for e in p.prev_event_ids]
+    if edges:
+        await conn.executemany(event_sql.INSERT_EDGE, edges)
+    auth = [(p.event_id, a) for p in pdus for a in p.auth_event_ids]
+    if auth:
+        await conn.executemany(event_sql.INSERT_AUTH, auth)
+    await conn.executemany(state_sql.INSERT_EVENT_STATE, [
+        (p.event_id, rows.room_id, snapshot, snapshot) for p, snapshot in rows.events])
+    await event_sql.update_extremities(conn, rows.room_id, remove=rows.remove_extremities,
+                                       add=rows.add_extremities)
+    if rows.txns:
+        await conn.executemany(txn_sql.INSERT, [
+            (u, d or "", t, e, rows.room_id, rows.now_ms) for u, d, t, e in rows.txns])
+    return orderings

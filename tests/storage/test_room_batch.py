@@ -1,0 +1,103 @@
+"""A batch's head read and its timeline rows (storage/room_batch.py), on both engines:
+the one-statement PostgreSQL forms answer and write what the per-table SQLite forms do."""
+
+from __future__ import annotations
+
+import signedjson.key
+
+from homeserver.clock import FakeClock
+from homeserver.events.pdu import Pdu
+from homeserver.rooms.creation import CreateRoomRequest
+from homeserver.rooms.persistence import TxnKey
+from homeserver.rooms.service import RoomService
+from homeserver.storage import room_batch
+from homeserver.storage.database import Database
+
+ALICE = "@alice:test.local"
+
+
+async def _room(database: Database, clock: FakeClock) -> tuple[RoomService, str]:
+    rooms = RoomService(database, server_name="test.local",
+                        signing_key=signedjson.key.generate_signing_key("t1"), clock=clock)
+    return rooms, await rooms.creator.create_room(ALICE, CreateRoomRequest(preset="private_chat"))
+
+
+async def test_head_of_an_unknown_room(database: Database) -> None:
+    async with database.transaction() as conn:
+        head = await room_batch.read_head(conn, "!nope:test.local", [(ALICE, None, "t")])
+    assert head == room_batch.RoomHead(None, [], [None])
+
+
+async def test_head_reads_the_room_its_extremities_and_used_transaction_ids(
+        database: Database, clock: FakeClock) -> None:
+    rooms, room_id = await _room(database, clock)
+    sent = {}
+    for device, txn in (("A", "1"), ("B", "1"), (None, "2")):
+        persisted = await rooms.persister.send(
+            {"type": "m.room.message", "room_id": room_id, "sender": ALICE, "content": {}},
+            txn=TxnKey(ALICE, device, txn))
+        sent[(device, txn)] = persisted.event_id
+    async with database.transaction() as conn:
+        room = await rooms.stores.rooms.get(conn, room_id)
+        head = await room_batch.read_head(conn, room_id, [
+            (ALICE, "B", "1"), (ALICE, "A", "9"), (ALICE, "A", "1"), (ALICE, None, "2"),
+            (ALICE, "", "2"), ("@bob:test.local", "A", "1"), (ALICE, "B", "1")])
+    assert head.room == room
+    assert head.extremities == [sent[(None, "2")]]
+    # In the order asked, repeats included; no device and "" are one scope.
+    assert head.txn_events == [sent[("B", "1")], None, sent[("A", "1")], sent[(None, "2")],
+                               sent[(None, "2")], None, sent[("B", "1")]]
+
+
+async def test_timeline_rows_with_several_events_and_extremities(
+        database: Database, clock: FakeClock) -> None:
+    """Two events replacing two of three extremities, with edges, auth edges, state rows
+    and transaction IDs, numbered from the stream."""
+    rooms, room_id = await _room(database, clock)
+    async with database.connection() as conn:
+        [tip] = await rooms.stores.events.forward_extremities(conn, room_id)
+        tip_pdu = (await rooms.stores.events.get_pdus(conn, [tip]))[tip]
+        room = await rooms.stores.rooms.get(conn, room_id)
+    assert room is not None and room.current_snapshot_id is not None
+
+    def message(n: int) -> Pdu:
+        fields = {k: v for k, v in tip_pdu.get_json().items() if k != "state_key"}
+        fields.update(type="m.room.message", content={"n": n}, depth=tip_pdu.depth + n,
+                      origin_server_ts=tip_pdu.origin_server_ts + n)
+        return Pdu(fields, tip_pdu.room_version)
+    first, second = message(1), message(2)
+    async with database.transaction() as conn:
+        await rooms.stores.events.update_extremities(conn, room_id, remove=[], add=["$a", "$b"])
+        position = await conn.fetchval("SELECT position FROM stream_positions WHERE stream = 'events'")
+        orderings = await room_batch.write_timeline(conn, "events", room_batch.TimelineRows(
+            room_id, [(first, room.current_snapshot_id), (second, room.current_snapshot_id)],
+            remove_extremities=[tip, "$a"], add_extremities=[first.event_id, second.event_id],
+            txns=[(ALICE, None, "x", first.event_id), (ALICE, "D", "x", second.event_id)],
+            now_ms=1234))
+    assert list(orderings) == [position + 1, position + 2]
+    async with database.connection() as conn:
+        extremities = await conn.fetch(
+            "SELECT event_id FROM forward_extremities WHERE room_id = $1", room_id)
+        assert {r[0] for r in extremities} == {"$b", first.event_id, second.event_id}
+        stored = await rooms.stores.events.get_many(conn, [first.event_id, second.event_id])
+        for pdu, ordering in zip((first, second), orderings, strict=True):
+            event = stored[pdu.event_id]
+            assert event.stream_ordering == ordering and not event.outlier
+            assert event.replaces_state is None and event.pdu.get_json() == pdu.get_json()
+            state = await rooms.stores.state.get_event_state(conn, pdu.event_id)
+            assert state is not None and state.before == state.after == room.current_snapshot_id
+        edges = await conn.fetch("SELECT event_id, prev_event_id FROM event_edges"
+                                 " WHERE event_id = $1 OR event_id = $2", first.event_id,
+                                 second.event_id)
+        assert sorted(tuple(r) for r in edges) == sorted(
+            (p.event_id, e) for p in (first, second) for e in p.prev_event_ids)
+        auth = await conn.fetch("SELECT event_id, auth_event_id FROM event_auth"
+                                " WHERE event_id = $1 OR event_id = $2", first.event_id,
+                                second.event_id)
+        assert sorted(tuple(r) for r in auth) == sorted(
+            (p.event_id, a) for p in (first, second) for a in p.auth_event_ids)
+        txns = await conn.fetch("SELECT user_id, device_id, txn_id, event_id, room_id, created_ts"
+                                " FROM event_txn_ids WHERE room_id = $1", room_id)
+        assert sorted(tuple(r) for r in txns) == sorted([
+            (ALICE, "", "x", first.event_id, room_id, 1234),
+            (ALICE, "D", "x", second.event_id, room_id, 1234)])
