@@ -1,9 +1,11 @@
-"""Read-only batched reads of per-user values /sync shows, for the syncs one stream move
-wakes together: unread notification counts of many users, key counts of many devices.
+"""Read-only batched reads of per-user values /sync needs, for the syncs one stream move
+wakes together: the users' memberships, their unread notification counts and their
+devices' key counts, in one statement for every user and device of a batch.
 
-Each answers for every user or device of a batch in one statement, with the same rows
-the single-user reads return (`NotificationStore.counts`, `E2eKeyStore.one_time_key_counts`
-and `unused_fallback_key_types`). The tables belong to push and E2EE; nothing here writes.
+Each kind has the rows its single-user read returns (`MembershipStore.rooms_for_user`,
+`NotificationStore.counts`, `E2eKeyStore.one_time_key_counts` and
+`unused_fallback_key_types`). The tables belong to rooms, push and E2EE; nothing here
+writes.
 """
 
 from __future__ import annotations
@@ -13,46 +15,51 @@ from collections.abc import Sequence
 
 import attrs
 
-from homeserver.storage.batch import fetch_for_ids, is_postgres
+from homeserver.storage.batch import is_postgres
 from homeserver.storage.database import Connection
+from homeserver.storage.memberships import Membership
 
 # room -> thread -> (notifications, highlights)
 RoomThreadCounts = dict[str, dict[str, tuple[int, int]]]
 
-_UNREAD_COUNTS = """
-SELECT user_id, room_id, thread_id, notif_count, highlight_count FROM notification_counts
-WHERE user_id {} AND (notif_count > 0 OR highlight_count > 0)
-"""
-UNREAD_COUNTS_PG = _UNREAD_COUNTS.format("= ANY($1::text[])")
-UNREAD_COUNTS_SQLITE = _UNREAD_COUNTS.format("IN (SELECT value FROM json_each($1))")
-
-# Devices travel as two parallel arrays (PostgreSQL) or one JSON array of pairs (SQLite);
-# either way each device is one lookup on the tables' (user_id, device_id, ...) keys.
-# `fallback` 0: a one-time-key count per algorithm; 1: an unused fallback key's algorithm.
-KEY_COUNTS_PG = """
-SELECT k.user_id, k.device_id, k.algorithm, COUNT(*) AS n, 0 AS fallback
-FROM unnest($1::text[], $2::text[]) AS d (user_id, device_id)
-JOIN e2e_one_time_keys k ON k.user_id = d.user_id AND k.device_id = d.device_id
+# One round trip for every sync woken together. `kind` tells the rows apart: 3 a current
+# membership (a: room, b: membership, c: event, d: sender, n: stream ordering, h:
+# forgotten; oldest first), 0 a non-zero unread count (a: room, b: thread, n/h: the
+# counts), 1 a one-time key count (a: device, b: algorithm, n), 2 an unused fallback key
+# (a: device, b: algorithm). Devices travel as two parallel arrays (PostgreSQL) or one
+# JSON array of pairs (SQLite); either way each is one lookup on the key tables'
+# (user_id, device_id, ...) keys.
+_PERSONAL_ROWS = """
+SELECT 3 AS kind, m.user_id, m.room_id AS a, m.membership AS b, m.event_id AS c,
+       m.sender AS d, m.stream_ordering AS n, m.forgotten AS h
+FROM current_state cs JOIN room_memberships m ON m.event_id = cs.event_id
+WHERE cs.type = 'm.room.member' AND cs.state_key {members}
+UNION ALL
+SELECT 0, user_id, room_id, thread_id, NULL, NULL, notif_count, highlight_count
+FROM notification_counts
+WHERE user_id {counted} AND (notif_count > 0 OR highlight_count > 0)
+UNION ALL
+SELECT 1, k.user_id, k.device_id, k.algorithm, NULL, NULL, COUNT(*), 0
+FROM {devices} JOIN e2e_one_time_keys k ON {key_match}
 GROUP BY k.user_id, k.device_id, k.algorithm
 UNION ALL
-SELECT f.user_id, f.device_id, f.algorithm, 0, 1
-FROM unnest($1::text[], $2::text[]) AS d (user_id, device_id)
-JOIN e2e_fallback_keys f ON f.user_id = d.user_id AND f.device_id = d.device_id
+SELECT 2, f.user_id, f.device_id, f.algorithm, NULL, NULL, 0, 0
+FROM {devices} JOIN e2e_fallback_keys f ON {fallback_match}
 WHERE f.used = 0
+ORDER BY kind, n
 """
-KEY_COUNTS_SQLITE = """
-SELECT k.user_id, k.device_id, k.algorithm, COUNT(*) AS n, 0 AS fallback
-FROM json_each($1) AS d
-JOIN e2e_one_time_keys k ON k.user_id = json_extract(d.value, '$[0]')
-                         AND k.device_id = json_extract(d.value, '$[1]')
-GROUP BY k.user_id, k.device_id, k.algorithm
-UNION ALL
-SELECT f.user_id, f.device_id, f.algorithm, 0, 1
-FROM json_each($1) AS d
-JOIN e2e_fallback_keys f ON f.user_id = json_extract(d.value, '$[0]')
-                         AND f.device_id = json_extract(d.value, '$[1]')
-WHERE f.used = 0
-"""
+PERSONAL_ROWS_PG = _PERSONAL_ROWS.format(
+    members="= ANY($1::text[])", counted="= ANY($2::text[])",
+    devices="unnest($3::text[], $4::text[]) AS d (user_id, device_id)",
+    key_match="k.user_id = d.user_id AND k.device_id = d.device_id",
+    fallback_match="f.user_id = d.user_id AND f.device_id = d.device_id")
+PERSONAL_ROWS_SQLITE = _PERSONAL_ROWS.format(
+    members="IN (SELECT value FROM json_each($1))",
+    counted="IN (SELECT value FROM json_each($2))", devices="json_each($3) AS d",
+    key_match="k.user_id = json_extract(d.value, '$[0]')"
+              " AND k.device_id = json_extract(d.value, '$[1]')",
+    fallback_match="f.user_id = json_extract(d.value, '$[0]')"
+                   " AND f.device_id = json_extract(d.value, '$[1]')")
 
 
 @attrs.frozen
@@ -64,34 +71,46 @@ class DeviceKeyCounts:
     unused_fallback_types: list[str]
 
 
-async def unread_counts_of_users(conn: Connection,
-                                 user_ids: Sequence[str]) -> dict[str, RoomThreadCounts]:
-    """user -> room -> thread -> (notifications, highlights), non-zero counts only; every
-    user asked for is present."""
-    users = list(dict.fromkeys(user_ids))
-    out: dict[str, RoomThreadCounts] = {u: {} for u in users}
-    for r in await fetch_for_ids(conn, UNREAD_COUNTS_PG, UNREAD_COUNTS_SQLITE, users):
-        out[r["user_id"]].setdefault(r["room_id"], {})[r["thread_id"]] = (
-            int(r["notif_count"]), int(r["highlight_count"]))
-    return out
+@attrs.frozen
+class PersonalRows:
+    """Per user asked for: memberships and unread counts; per device: key counts."""
+
+    memberships: dict[str, list[Membership]]
+    unread: dict[str, RoomThreadCounts]
+    keys: dict[tuple[str, str], DeviceKeyCounts]
 
 
-async def key_counts_of_devices(conn: Connection, devices: Sequence[tuple[str, str]]
-                                ) -> dict[tuple[str, str], DeviceKeyCounts]:
-    """(user, device) -> its key counts; every device asked for is present."""
+async def personal_rows(conn: Connection, member_users: Sequence[str],
+                        counted_users: Sequence[str],
+                        devices: Sequence[tuple[str, str]]) -> PersonalRows:
+    """The memberships of `member_users` (every one present, as
+    SyncQueries.memberships_of_users), the unread counts of `counted_users` (every one
+    present; non-zero counts only) and the key counts of `devices` (every one present)."""
+    members = list(dict.fromkeys(member_users))
+    counted = list(dict.fromkeys(counted_users))
     pairs = list(dict.fromkeys(devices))
-    if not pairs:
-        return {}
     if is_postgres(conn):
-        rows = await conn.fetch(KEY_COUNTS_PG, [u for u, _ in pairs], [d for _, d in pairs])
+        rows = await conn.fetch(PERSONAL_ROWS_PG, members, counted, [u for u, _ in pairs],
+                                [d for _, d in pairs])
     else:
-        rows = await conn.fetch(KEY_COUNTS_SQLITE, json.dumps(pairs))
+        rows = await conn.fetch(PERSONAL_ROWS_SQLITE, json.dumps(members), json.dumps(counted),
+                                json.dumps(pairs))
+    memberships: dict[str, list[Membership]] = {u: [] for u in members}
+    unread: dict[str, RoomThreadCounts] = {u: {} for u in counted}
     one_time: dict[tuple[str, str], dict[str, int]] = {p: {} for p in pairs}
     fallback: dict[tuple[str, str], list[str]] = {p: [] for p in pairs}
     for r in rows:
-        key = (r["user_id"], r["device_id"])
-        if r["fallback"]:
-            fallback[key].append(r["algorithm"])
+        kind, user_id = r["kind"], r["user_id"]
+        if kind == 3:
+            n = r["n"]
+            memberships[user_id].append(Membership(
+                r["a"], user_id, r["b"], r["c"], r["d"], None if n is None else int(n),
+                bool(r["h"])))
+        elif kind == 0:
+            unread[user_id].setdefault(r["a"], {})[r["b"]] = (int(r["n"]), int(r["h"]))
+        elif kind == 1:
+            one_time[(user_id, r["a"])][r["b"]] = int(r["n"])
         else:
-            one_time[key][r["algorithm"]] = int(r["n"])
-    return {p: DeviceKeyCounts(one_time[p], sorted(fallback[p])) for p in pairs}
+            fallback[(user_id, r["a"])].append(r["b"])
+    keys = {p: DeviceKeyCounts(one_time[p], sorted(fallback[p])) for p in pairs}
+    return PersonalRows(memberships, unread, keys)

@@ -98,14 +98,27 @@ SNAPSHOTS_SQLITE = _SNAPSHOTS.format("IN (SELECT value FROM json_each($1))")
 
 # --- room membership summaries -------------------------------------------------------
 
-_MEMBER_COUNTS = """
-SELECT c.room_id, m.membership, COUNT(*) AS n
-FROM current_state c JOIN room_memberships m ON m.event_id = c.event_id
-WHERE c.type = 'm.room.member' AND c.room_id {}
-GROUP BY c.room_id, m.membership
+# Each room's joined and invited counts, carried on every row, and its first members
+# as in _HEROES (nobody left out): a RoomSummary in one statement. Every room with a
+# member has a row (its first member), so no room's counts go missing.
+_SUMMARY_MEMBERS = """
+SELECT room_id, user_id, grp, joined, invited FROM (
+    SELECT c.room_id, m.user_id, m.stream_ordering,
+           CASE WHEN m.membership IN ('join', 'invite') THEN 0 ELSE 1 END AS grp,
+           ROW_NUMBER() OVER (
+               PARTITION BY c.room_id, CASE WHEN m.membership IN ('join', 'invite') THEN 0 ELSE 1 END
+               ORDER BY m.stream_ordering) AS rn,
+           SUM(CASE WHEN m.membership = 'join' THEN 1 ELSE 0 END)
+               OVER (PARTITION BY c.room_id) AS joined,
+           SUM(CASE WHEN m.membership = 'invite' THEN 1 ELSE 0 END)
+               OVER (PARTITION BY c.room_id) AS invited
+    FROM current_state c JOIN room_memberships m ON m.event_id = c.event_id
+    WHERE c.type = 'm.room.member' AND c.room_id {}
+) ranked WHERE rn <= $2
+ORDER BY room_id, grp, stream_ordering
 """
-MEMBER_COUNTS_PG = _MEMBER_COUNTS.format("= ANY($1::text[])")
-MEMBER_COUNTS_SQLITE = _MEMBER_COUNTS.format("IN (SELECT value FROM json_each($1))")
+SUMMARY_MEMBERS_PG = _SUMMARY_MEMBERS.format("= ANY($1::text[])")
+SUMMARY_MEMBERS_SQLITE = _SUMMARY_MEMBERS.format("IN (SELECT value FROM json_each($1))")
 
 # Joined/invited members first (rank 0), then the others, each by stream ordering; only
 # the first few of each group are read.
@@ -179,6 +192,16 @@ class RecentEvent:
     event_id: str
     room_id: str
     stream_ordering: int
+
+
+@attrs.frozen
+class SummaryMembers:
+    """A room's member counts (`join`, `invite`; absent when zero) and its first
+    joined/invited members and first other members, by stream ordering."""
+
+    counts: dict[str, int]
+    present: list[str]
+    others: list[str]
 
 
 @attrs.frozen
@@ -304,14 +327,21 @@ class SyncQueries:
             states[origin] = {k: v for k, (_, v) in entries.items() if v is not None}
         return states
 
-    async def member_counts(self, conn: Connection,
-                            room_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """room -> membership -> number of members with it (current state)."""
-        rows = await fetch_for_ids(conn, MEMBER_COUNTS_PG, MEMBER_COUNTS_SQLITE, list(room_ids))
-        counts: dict[str, dict[str, int]] = {}
+    async def summary_members(self, conn: Connection, room_ids: Sequence[str],
+                              per_group: int) -> dict[str, SummaryMembers]:
+        """room -> its member counts and first `per_group` members of each group (current
+        state); rooms without members are absent."""
+        rows = await fetch_for_ids(conn, SUMMARY_MEMBERS_PG, SUMMARY_MEMBERS_SQLITE,
+                                   list(room_ids), per_group)
+        found: dict[str, SummaryMembers] = {}
         for r in rows:
-            counts.setdefault(r["room_id"], {})[r["membership"]] = int(r["n"])
-        return counts
+            room = found.get(r["room_id"])
+            if room is None:
+                counts = {k: n for k, n in (("join", int(r["joined"])),
+                                            ("invite", int(r["invited"]))) if n}
+                room = found[r["room_id"]] = SummaryMembers(counts, [], [])
+            (room.others if r["grp"] else room.present).append(r["user_id"])
+        return found
 
     async def hero_candidates(self, conn: Connection, room_ids: Sequence[str], user_id: str,
                               per_group: int) -> dict[str, tuple[list[str], list[str]]]:

@@ -28,7 +28,9 @@ def _glob(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(f"(?:{alternatives})", re.DOTALL)
 
 
-@attrs.frozen
+# Filters are hashed as part of the keys under which syncs share rooms
+# (sync/room_sync.py), several times per sync: each hash is computed once.
+@attrs.frozen(cache_hash=True)
 class EventFilter:
     """Spec EventFilter: for presence and global account data (and the base of rooms')."""
 
@@ -66,7 +68,7 @@ class EventFilter:
                 and self.matches_sender(event.get("sender")))
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class RoomEventFilter(EventFilter):
     """Spec RoomEventFilter: timeline, state, ephemeral and room account data."""
 

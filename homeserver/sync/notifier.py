@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from homeserver.sync.room_states import RoomStateLog
 from homeserver.sync.tokens import EVENTS, STREAMS, SyncToken
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,10 @@ class Notifier:
         self._max_per_user = max_waiters_per_user
         self._publishers: list[Callable[[Notification], None]] = []
         self._closed = False
+        # Room events are observed there before they are notified; every events
+        # notification passes `deliver`, local or from another process, so the log hears
+        # of those it did not observe (see room_states.py).
+        self.room_states = RoomStateLog()
 
     def close(self) -> None:
         """Shutting down: every waiting sync returns now (empty) and none waits again, so
@@ -149,6 +154,9 @@ class Notifier:
         """Wake local waiters for a notification (local, or from another process)."""
         if n.stream not in STREAMS:
             raise ValueError(f"unknown stream {n.stream!r}")
+        if n.stream == EVENTS:
+            for room_id in n.rooms:
+                self.room_states.seen(room_id, n.position)
         keys = [self._user_key(u) for u in n.users] + [self._room_key(r) for r in n.rooms]
         for key in keys:
             self._last.record(key, n.stream, n.position)

@@ -3,7 +3,8 @@
 Spec: https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv3sync (RoomSummary)
 and #stripped-state. Both are read for all rooms of a sync in a fixed number of queries;
 summaries are shared by the syncs at one events position (sync/shared_reads.py), each
-user leaving themself out of the heroes afterwards.
+user leaving themself out of the heroes afterwards. An incremental sync sends only the
+summaries that may have changed (`summary_rooms`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Any
 
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection
+from homeserver.storage.events import StoredEvent
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.room_plan import RoomPlan
+from homeserver.sync.room_states import RoomStateLog
+from homeserver.sync.room_sync import PreparedRooms, has_member_event
 from homeserver.sync.shared_reads import SharedReads, heroes_of
 
 JsonDict = dict[str, Any]
@@ -23,6 +27,34 @@ MAX_HEROES = 5
 # state, "recommended" events).
 STRIPPED_TYPES = ("m.room.create", "m.room.name", "m.room.avatar", "m.room.topic",
                   "m.room.join_rules", "m.room.canonical_alias", "m.room.encryption")
+
+
+def summary_rooms(states: RoomStateLog, plans: Sequence[RoomPlan], prepared: PreparedRooms,
+                  since: int | None) -> tuple[set[str] | None, set[str]]:
+    """Of a sync's joined rooms: those whose summary is sent (None: all of them, an
+    initial sync), and those shown for it even with nothing else to show.
+
+    Spec: an unchanged summary may be omitted. Sent: a full room's, and an incremental
+    room's whose members may have changed after `since`, by the room state log or by a
+    membership change among the new events (which the log may not have been told of
+    yet), or whose timeline is limited. A room whose members did change is shown for it
+    even if its filter hides the change: once past `since`, it would not be sent again."""
+    if since is None:
+        return None, set()
+    forced = prepared.with_member_events()
+    forced.update(p.room_id for p in plans if states.member_changed_after(p.room_id, since))
+    summarized = forced | prepared.limited()
+    summarized.update(p.room_id for p in plans
+                      if p.full or states.changed_after(p.room_id, since) is not False)
+    return summarized, forced
+
+
+def summaries_wanted(states: RoomStateLog, since: int,
+                     by_room: dict[str, list[StoredEvent]]) -> list[str]:
+    """Of a stream window's rooms, those whose summary the syncs from `since` send (for
+    SharedReads to read them ahead)."""
+    return [r for r, events in by_room.items()
+            if states.changed_after(r, since) is not False or has_member_event(events)]
 
 
 class RoomExtras:

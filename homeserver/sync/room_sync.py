@@ -94,6 +94,17 @@ class PreparedRooms:
     rooms: list[_Room]
     state_events: dict[str, StoredEvent]
 
+    def with_member_events(self) -> set[str]:
+        """The rooms whose new events, before any filter, hold a membership change."""
+        return {r.plan.room_id for r in self.rooms if has_member_event(r.window)}
+
+    def limited(self) -> set[str]:
+        return {r.plan.room_id for r in self.rooms if r.limited}
+
+
+def has_member_event(events: Sequence[StoredEvent]) -> bool:
+    return any(e.pdu.type == MEMBER and e.pdu.is_state() for e in events)
+
 
 def _pdu_view(event: StoredEvent) -> Mapping[str, Any]:
     pdu = event.pdu
@@ -309,6 +320,8 @@ class RoomSync:
                           extra_members: Mapping[str, set[str]]) -> None:
         lazy = state_filter.lazy_load_members
         needs = {id(r): _StateNeeds.of(r, lazy, use_state_after) for r in rooms}
+        if not any(need.any() for need in needs.values()):
+            return  # every room's state stays empty (an incremental sync, nothing limited)
         first_states = await self._queries.event_states(
             conn, [r.window[0].event_id for r in rooms if r.window and needs[id(r)].start])
         points = [(r.plan.room_id, r.plan.high) for r in rooms

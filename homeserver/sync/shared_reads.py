@@ -198,17 +198,22 @@ async def read_shared(memo: SharedMemo, scope: Hashable, items: Sequence[H],
 class SharedReads:
     """`prefetch_heroes`: once a stream window is read, read the summaries of its rooms in
     the background with this many heroes (what `summaries` is asked for), so the syncs
-    woken by those events find them read instead of waiting for one of them to read."""
+    woken by those events find them read instead of waiting for one of them to read;
+    `prefetch_rooms(since, by_room)`: of a window's rooms (with their events), those whose
+    summary the syncs from `since` will ask for (default: all)."""
 
     def __init__(self, db: Database, events: EventStore, loader: ClientEventLoader,
                  queries: SyncQueries, *, max_window_events: int = MAX_WINDOW_EVENTS,
-                 prefetch_heroes: int | None = None):
+                 prefetch_heroes: int | None = None,
+                 prefetch_rooms: Callable[[int, dict[str, list[StoredEvent]]], list[str]]
+                 | None = None):
         self._db = db
         self._events = events
         self._loader = loader
         self._queries = queries
         self._max_window = max_window_events
         self._prefetch_heroes = prefetch_heroes
+        self._prefetch_rooms = prefetch_rooms
         self._prefetching: set[asyncio.Task[Any]] = set()  # referenced until done
         self._windows = SharedMemo(16)
         self._formats = SharedMemo(4096)
@@ -247,10 +252,13 @@ class SharedReads:
         for event in events:
             by_room.setdefault(event.pdu.room_id, []).append(event)
         if self._prefetch_heroes is not None and by_room:
-            task = asyncio.get_running_loop().create_task(
-                self.summaries(upto, list(by_room), self._prefetch_heroes))
-            self._prefetching.add(task)
-            task.add_done_callback(self._prefetched)
+            rooms = (list(by_room) if self._prefetch_rooms is None
+                     else self._prefetch_rooms(since, by_room))
+            if rooms:
+                task = asyncio.get_running_loop().create_task(
+                    self.summaries(upto, rooms, self._prefetch_heroes))
+                self._prefetching.add(task)
+                task.add_done_callback(self._prefetched)
         return StreamWindow(since, upto, by_room)
 
     def _prefetched(self, task: asyncio.Task[Any]) -> None:
@@ -283,13 +291,13 @@ class SharedReads:
     async def _read_summaries(self, room_ids: list[str],
                               max_heroes: int) -> dict[str, SummaryBase]:
         async with self._db.connection() as conn:
-            counts = await self._queries.member_counts(conn, room_ids)
-            candidates = await self._queries.hero_candidates(conn, room_ids, NOBODY,
-                                                             max_heroes + 1)
+            found = await self._queries.summary_members(conn, room_ids, max_heroes + 1)
         out = {}
         for room_id in room_ids:
-            present, others = candidates.get(room_id, ([], []))
-            out[room_id] = SummaryBase(counts.get(room_id, {}), present, others, max_heroes)
+            members = found.get(room_id)
+            out[room_id] = (SummaryBase({}, [], [], max_heroes) if members is None else
+                            SummaryBase(members.counts, members.present, members.others,
+                                        max_heroes))
         return out
 
 

@@ -20,8 +20,9 @@ Many syncs woken by one event share their reads (sync/shared_reads.py), the even
 of their rooms shows when nothing about the user decides them (sync/room_sync.py), and
 the current token (tokens.CurrentTokenReader); what is personal to each user (their
 memberships, unread counts, their device's key counts) is read for all of them in one
-batch per kind (sync/personal_reads.py). A sync takes a database connection only for
-what it reads alone: a woken long-poll usually takes none.
+statement (sync/personal_reads.py). A sync takes a database connection only for what it
+reads alone: a woken long-poll usually takes none. An incremental sync sends a room's
+summary only when its members may have changed (sync/room_states.py).
 """
 
 from __future__ import annotations
@@ -30,22 +31,22 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from homeserver.rooms.event_loader import ClientEventLoader
 from homeserver.rooms.persistence import PersistedEvent
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Database
-from homeserver.storage.memberships import Membership
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.e2e_sync import E2eSync
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.personal_reads import Personal, PersonalReads, room_counts
 from homeserver.sync.presence import PresenceService
-from homeserver.sync.room_extras import MAX_HEROES, RoomExtras
+from homeserver.sync.room_extras import MAX_HEROES, RoomExtras, summaries_wanted, summary_rooms
 from homeserver.sync.room_plan import INVITE, JOIN, KNOCK, LEAVE, RoomPlan, plan_rooms
 from homeserver.sync.room_sync import PreparedRooms, RoomContent, RoomSync
-from homeserver.sync.shared_reads import PerUserBatch, SharedReads, StreamWindow
+from homeserver.sync.shared_reads import SharedReads, StreamWindow
 from homeserver.sync.sync_extras import Extras, SyncExtras
 from homeserver.sync.sync_result import (
     OFFLINE,
@@ -86,10 +87,15 @@ class IgnoredUsers(Protocol):
 
 
 def room_event_listener(notifier: Notifier) -> Callable[[PersistedEvent], Awaitable[None]]:
-    """The rooms service's `on_event_persisted` callback that wakes syncs."""
+    """The rooms service's `on_event_persisted` callback that wakes syncs (and tells the
+    notifier's room state log first: a woken sync may look the room up there)."""
     async def on_event(persisted: PersistedEvent) -> None:
         pdu = persisted.pdu
         member = pdu.state_key if pdu.type == "m.room.member" else None
+        notifier.room_states.observe(
+            pdu.room_id, persisted.stream_ordering, persisted.current_snapshot_id,
+            event_id=pdu.event_id, prev_events=pdu.prev_event_ids, state=pdu.is_state(),
+            member=member is not None)
         notifier.notify_room_event(pdu.room_id, persisted.stream_ordering, member=member)
     return on_event
 
@@ -103,8 +109,11 @@ class SyncService:
         self._db = db
         self._stores = stores
         self._queries = queries or SyncQueries()
+        # Which rooms' state may have changed after a position (see room_states.py).
+        self._room_states = notifier.room_states
         self._shared = SharedReads(db, stores.events, loader, self._queries,
-                                   prefetch_heroes=MAX_HEROES)
+                                   prefetch_heroes=MAX_HEROES,
+                                   prefetch_rooms=partial(summaries_wanted, notifier.room_states))
         self._rooms = RoomSync(stores, loader, self._queries, self._shared)
         self._room_extras = RoomExtras(stores, self._queries, self._shared)
         self._extras = extras
@@ -116,16 +125,20 @@ class SyncService:
         self._counts = counts
         self._ignored = ignored
         self._e2e = e2e
-        self._personal = PersonalReads(db, counts=counts is None, keys=e2e is not None)
-        self._tokens = CurrentTokenReader(
-            db, lambda: {TYPING: typing.position},
-            on_read=lambda token: stores.events.note_committed(token[EVENTS]))
+        self._personal = PersonalReads(db, self._queries, counts=counts is None,
+                                       keys=e2e is not None)
+        self._tokens = CurrentTokenReader(db, lambda: {TYPING: typing.position},
+                                          on_read=self._token_read)
         # user -> (events position, rooms joined then), from the user's last computed sync.
         self._joined: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
-        self._memberships = PerUserBatch(self._read_memberships)
 
     async def current_token(self) -> SyncToken:
         return await self._tokens.read()
+
+    def _token_read(self, token: SyncToken) -> None:
+        # Committed (read outside any transaction), and about to end syncs' ranges.
+        self._stores.events.note_committed(token[EVENTS])
+        self._room_states.note_handed_out(token[EVENTS])
 
     async def sync(self, request: SyncRequest) -> SyncResult:
         """One /sync request: at once when there is something (or nothing to wait for),
@@ -200,12 +213,8 @@ class SyncService:
         remembered = self._joined.get(user_id)
         if remembered is not None and remembered[0] == at[EVENTS]:
             return remembered[1]
-        memberships = await self._memberships.get(user_id)
+        memberships = (await self._personal.request(user_id, None, counts=False)).memberships
         return frozenset(m.room_id for m in memberships if m.membership == JOIN)
-
-    async def _read_memberships(self, user_ids: list[str]) -> dict[str, list[Membership]]:
-        async with self._db.connection() as conn:
-            return await self._queries.memberships_of_users(conn, user_ids)
 
     def _remember_joined(self, user_id: str, position: int, joined: frozenset[str]) -> None:
         self._joined[user_id] = (position, joined)
@@ -243,14 +252,14 @@ class SyncService:
             window = self._shared.window_read(since[EVENTS], current[EVENTS])
             if window is None:
                 window = await self._shared.window(since[EVENTS], current[EVENTS])
-        # Read after `current` was, with those of the other syncs asking meanwhile; the
-        # personal values in the same turn, taken when the response is assembled.
-        personal = self._personal.request(request.user_id, request.device_id)
-        memberships = await self._memberships.request(request.user_id)
+        # Read after `current` was, with those of the other syncs asking meanwhile.
+        personal = await self._personal.request(request.user_id, request.device_id)
+        memberships = personal.memberships
         newest = max((m.stream_ordering or 0 for m in memberships), default=0)
         if newest > current[EVENTS]:
             # The window no longer covers the rooms' ranges; they are read instead.
             current = current.copy_with(EVENTS, newest)
+            self._room_states.note_handed_out(newest)
         plans = plan_rooms(memberships, since=None if since is None else since[EVENTS],
                            current=current[EVENTS], room_filter=sync_filter.room,
                            full_state=request.full_state)
@@ -273,19 +282,20 @@ class SyncService:
     async def _assemble(self, request: SyncRequest, since: SyncToken | None, current: SyncToken,
                         by_section: dict[str, list[RoomPlan]], prepared: PreparedRooms,
                         stripped: dict[str, list[JsonDict]],
-                        personal_read: asyncio.Future[Personal]) -> SyncResult:
+                        personal: Personal) -> SyncResult:
         # One after the other, not gathered: hundreds of woken syncs in lock-step would
         # all answer last; one at a time, the first ones answer early (measured).
         rooms = await self._rooms.format(self._db, request.user_id, request.device_id, prepared,
                                          request.filter, current[EVENTS] if since is not None else None)
         extras = await self._extras.read(self._db, request, since, current, by_section)
-        personal = await personal_read
         e2e, current = await self._e2e_section(request, since, current, personal)
-        shown = [p for p in by_section[JOIN] if p.full or _has_updates(
+        summarized, forced = summary_rooms(self._room_states, by_section[JOIN], prepared,
+                                           None if since is None else since[EVENTS])
+        shown = [p for p in by_section[JOIN] if p.full or p.room_id in forced or _has_updates(
             rooms[p.room_id], extras.room_account_data.get(p.room_id),
             extras.ephemeral.get(p.room_id))]
         join = await self._joined_rooms_results(request, shown, rooms, extras, personal,
-                                                current[EVENTS])
+                                                summarized, current[EVENTS])
         leave = {p.room_id: RoomResult(rooms[p.room_id].timeline, rooms[p.room_id].state,
                                        extras.room_account_data.get(p.room_id, []),
                                        state_after=request.use_state_after)
@@ -324,8 +334,10 @@ class SyncService:
 
     async def _joined_rooms_results(self, request: SyncRequest, shown: list[RoomPlan],
                                     rooms: dict[str, RoomContent], extras: Extras,
-                                    personal: Personal, position: int) -> dict[str, RoomResult]:
-        """The joined rooms the response shows, with their summaries and unread counts."""
+                                    personal: Personal, summarized: set[str] | None,
+                                    position: int) -> dict[str, RoomResult]:
+        """The joined rooms the response shows, with their unread counts and the
+        summaries of those in `summarized` (None: all)."""
         room_ids = [p.room_id for p in shown]
         if not room_ids:
             return {}
@@ -338,7 +350,8 @@ class SyncService:
             assert self._counts is not None
             counts = await self._counts.unread_counts(  # its own connection
                 request.user_id, room_ids, by_thread=by_thread)
-        summaries = await self._room_extras.summaries(request.user_id, room_ids, position)
+        wanted = room_ids if summarized is None else [r for r in room_ids if r in summarized]
+        summaries = await self._room_extras.summaries(request.user_id, wanted, position)
         zero = RoomCounts({"notification_count": 0, "highlight_count": 0},
                           {} if by_thread else None)
         out = {}

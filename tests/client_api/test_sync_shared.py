@@ -15,11 +15,12 @@ from homeserver.storage.events import SELECT_STREAM_RANGE
 from homeserver.storage.memberships import SELECT_FOR_USER
 from homeserver.storage.postgres_engine import PostgresConnection
 from homeserver.storage.sqlite_engine import SqliteConnection
+from homeserver.storage.sync_batch_reads import PERSONAL_ROWS_PG, PERSONAL_ROWS_SQLITE
 from homeserver.storage.sync_queries import (
-    MEMBER_COUNTS_PG,
-    MEMBER_COUNTS_SQLITE,
     MEMBERSHIPS_OF_USERS_PG,
     MEMBERSHIPS_OF_USERS_SQLITE,
+    SUMMARY_MEMBERS_PG,
+    SUMMARY_MEMBERS_SQLITE,
 )
 from tests.client_api.conftest import Connect, MakeHs
 from tests.client_api.sync_helpers import C, User, bodies, ok, timeline
@@ -47,11 +48,12 @@ async def _redact(user: User, room: str, event_id: str) -> str:
     return (await ok(resp))["event_id"]  # type: ignore[no-any-return]
 
 
-MEMBER_COUNTS = "member counts"
+SUMMARY_MEMBERS = "summary members"
 MEMBERSHIPS_OF_USERS = "memberships of users"
-_ALIASES = {MEMBER_COUNTS_PG: MEMBER_COUNTS, MEMBER_COUNTS_SQLITE: MEMBER_COUNTS,
+_ALIASES = {SUMMARY_MEMBERS_PG: SUMMARY_MEMBERS, SUMMARY_MEMBERS_SQLITE: SUMMARY_MEMBERS,
             MEMBERSHIPS_OF_USERS_PG: MEMBERSHIPS_OF_USERS,
-            MEMBERSHIPS_OF_USERS_SQLITE: MEMBERSHIPS_OF_USERS}
+            MEMBERSHIPS_OF_USERS_SQLITE: MEMBERSHIPS_OF_USERS,
+            PERSONAL_ROWS_PG: MEMBERSHIPS_OF_USERS, PERSONAL_ROWS_SQLITE: MEMBERSHIPS_OF_USERS}
 
 
 def _count_statements(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -223,16 +225,32 @@ async def test_the_reads_one_wake_up_needs_are_made_once_for_all_woken_syncs(
         return await original_format(conn, events, user_id=user_id, **kwargs)
     monkeypatch.setattr(hs.rooms.loader, "format", format_counted)
     await alice.send(room, "to everyone")
-    for body in await asyncio.wait_for(asyncio.gather(*polls), 10):
+    woken = await asyncio.wait_for(asyncio.gather(*polls), 10)
+    for body in woken:
         assert bodies(timeline(body, room)) == ["to everyone"]
         state = body["rooms"]["join"][room]["state"]["events"]
         assert [e["state_key"] for e in state] == [alice.user_id]  # the sender, lazily
-        assert body["rooms"]["join"][room]["summary"]["m.joined_member_count"] == 5
-    # Read once for all four: the new events, their format (for nobody in particular),
-    # the room's members.
+        # The members did not change since the initial syncs: no summary (spec: may be
+        # omitted), and none read.
+        assert "summary" not in body["rooms"]["join"][room]
+    # Read once for all four: the new events, their format (for nobody in particular).
     assert statements[SELECT_STREAM_RANGE] == 1
     assert formatted_for.count("") == 1 and not set(formatted_for) & {u.user_id for u in pollers}
-    assert statements[MEMBER_COUNTS] == 1
+    assert statements[SUMMARY_MEMBERS] == 0
     # Per-user reads of syncs woken together are batched too: one query for all their
-    # memberships, never one per user.
+    # memberships (with their counts), never one per user.
     assert statements[MEMBERSHIPS_OF_USERS] <= 2 and statements[SELECT_FOR_USER] == 0
+    # An invite changes the summary: every woken sync has it, read once for all four.
+    polls = [asyncio.create_task(u.sync(since=b["next_batch"], timeout_ms=60_000, filter=lazy))
+             for u, b in zip(pollers, woken, strict=True)]
+    await _waiting(hs, len(pollers))
+    statements.clear()
+    await ok(await client.post(f"{C}/rooms/{room}/invite", headers=alice.headers,
+                               json={"user_id": "@someone:test.local"}))
+    members = [alice.user_id, *(u.user_id for u in pollers), "@someone:test.local"]
+    for user, body in zip(pollers, await asyncio.wait_for(asyncio.gather(*polls), 10),
+                          strict=True):
+        assert body["rooms"]["join"][room]["summary"] == {
+            "m.heroes": [m for m in members if m != user.user_id][:5],
+            "m.joined_member_count": 5, "m.invited_member_count": 1}
+    assert statements[SUMMARY_MEMBERS] == 1

@@ -8,15 +8,21 @@ import asyncio
 from typing import Any
 
 import pytest
+import signedjson.key
 
+from homeserver.clock import FakeClock
+from homeserver.rooms.creation import CreateRoomRequest
+from homeserver.rooms.service import RoomService
 from homeserver.storage.database import Database
 from homeserver.storage.e2e_keys import E2eKeyStore
+from homeserver.storage.memberships import MembershipStore
 from homeserver.storage.notifications import NewNotification, NotificationStore
 from homeserver.storage.sync_batch_reads import (
     DeviceKeyCounts,
-    key_counts_of_devices,
-    unread_counts_of_users,
+    PersonalRows,
+    personal_rows,
 )
+from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.personal_reads import PersonalReads, room_counts
 from homeserver.sync.shared_reads import PerUserBatch
 
@@ -110,13 +116,25 @@ async def _add_users(database: Database, devices: dict[str, list[str]]) -> None:
                                    "VALUES ($1, $2, 0)", user_id, device_id)
 
 
+async def _rooms_with_members(database: Database) -> list[str]:
+    """Three rooms of Alice's; Bob joined the last two and left the last one."""
+    rooms = RoomService(database, server_name="test.local", clock=FakeClock(),
+                        signing_key=signedjson.key.generate_signing_key("t1"))
+    room_ids = [await rooms.creator.create_room(ALICE, CreateRoomRequest(preset="public_chat"))
+                for _ in range(3)]
+    for room_id in room_ids[1:]:
+        await rooms.membership.join(BOB, room_id)
+    await rooms.membership.leave(BOB, room_ids[2])
+    return room_ids
+
+
 def _notification(user_id: str, room_id: str, event: str, position: int, *,
                   thread: str = "main", highlight: bool = False) -> NewNotification:
     return NewNotification(user_id, room_id, f"${event}", thread, position, ["notify"],
                            highlight, 0)
 
 
-async def test_unread_counts_of_users_match_each_users_own_read(database: Database) -> None:
+async def test_batched_unread_counts_match_each_users_own_read(database: Database) -> None:
     store = NotificationStore()
     async with database.transaction() as conn:
         await store.add(conn, [
@@ -130,7 +148,7 @@ async def test_unread_counts_of_users_match_each_users_own_read(database: Databa
         # Bob read everything in ROOM: his zero counts are left out, as the single read does.
         await store.mark_read(conn, BOB, ROOM, None, 2)
     async with database.connection() as conn:
-        batched = await unread_counts_of_users(conn, [ALICE, BOB, CAROL, ALICE])
+        batched = (await personal_rows(conn, [], [ALICE, BOB, CAROL, ALICE], [])).unread
         singles = {u: await store.counts(conn, u) for u in (ALICE, BOB, CAROL)}
     assert batched == singles
     assert batched[ALICE] == {ROOM: {"main": (2, 1), "$root": (1, 0)},
@@ -138,7 +156,7 @@ async def test_unread_counts_of_users_match_each_users_own_read(database: Databa
     assert batched[BOB] == {} and batched[CAROL] == {}
 
 
-async def test_key_counts_of_devices_match_each_devices_own_read(database: Database) -> None:
+async def test_batched_key_counts_match_each_devices_own_read(database: Database) -> None:
     await _add_users(database, {ALICE: ["A1", "A2"], BOB: ["B1"]})
     store = E2eKeyStore()
     async with database.transaction() as conn:
@@ -151,15 +169,42 @@ async def test_key_counts_of_devices_match_each_devices_own_read(database: Datab
         await store.claim_fallback_key(conn, BOB, "B1", "signed_curve25519")  # now used
     devices = [(ALICE, "A1"), (ALICE, "A2"), (BOB, "B1"), (BOB, "UNKNOWN")]
     async with database.connection() as conn:
-        batched = await key_counts_of_devices(conn, devices)
+        batched = (await personal_rows(conn, [], [], devices)).keys
         singles = {(u, d): DeviceKeyCounts(await store.one_time_key_counts(conn, u, d),
                                            await store.unused_fallback_key_types(conn, u, d))
                    for u, d in devices}
-        assert await key_counts_of_devices(conn, []) == {}
+        assert await personal_rows(conn, [], [], []) == PersonalRows({}, {}, {})
     assert batched == singles
     assert batched[(ALICE, "A1")] == DeviceKeyCounts(
         {"signed_curve25519": 3, "curve25519": 1}, ["curve25519", "signed_curve25519"])
     assert batched[(BOB, "B1")] == DeviceKeyCounts({}, [])
+
+
+async def test_batched_memberships_match_each_users_own_read(database: Database) -> None:
+    rooms = await _rooms_with_members(database)
+    users = [ALICE, BOB, CAROL, ALICE]
+    async with database.connection() as conn:
+        batched = (await personal_rows(conn, users, [], [])).memberships
+        assert batched == await SyncQueries().memberships_of_users(conn, users)
+        assert batched == {u: await MembershipStore().rooms_for_user(conn, u)
+                           for u in (ALICE, BOB, CAROL)}
+    assert [m.room_id for m in batched[ALICE]] == rooms
+    assert [(m.room_id, m.membership) for m in batched[BOB]] == [(rooms[1], "join"),
+                                                                  (rooms[2], "leave")]
+
+
+async def test_personal_rows_read_each_kind_for_whom_it_is_asked(database: Database) -> None:
+    await _add_users(database, {ALICE: ["A1"], BOB: ["B1"]})
+    async with database.transaction() as conn:
+        await NotificationStore().add(conn, [_notification(ALICE, ROOM, "a1", 1),
+                                             _notification(BOB, ROOM, "b1", 2)])
+        await E2eKeyStore().add_one_time_keys(conn, BOB, "B1", [("signed_curve25519", "k", "{}")], 1)
+    rooms = await _rooms_with_members(database)
+    async with database.connection() as conn:
+        found = await personal_rows(conn, [ALICE], [BOB], [(BOB, "B1")])
+    assert list(found.memberships) == [ALICE] and len(found.memberships[ALICE]) == len(rooms)
+    assert found.unread == {BOB: {ROOM: {"main": (1, 0)}}}
+    assert found.keys == {(BOB, "B1"): DeviceKeyCounts({"signed_curve25519": 1}, [])}
 
 
 async def test_personal_reads_give_each_device_its_own_values(
@@ -177,7 +222,7 @@ async def test_personal_reads_give_each_device_its_own_values(
         return await original(self, asked)
 
     monkeypatch.setattr(PersonalReads, "_read", recording)
-    reads = PersonalReads(database, counts=True, keys=True)
+    reads = PersonalReads(database, SyncQueries(), counts=True, keys=True)
     futures = [reads.request(ALICE, "A1"), reads.request(ALICE, "A2"),
                reads.request(BOB, "B1"), reads.request(BOB, None)]
     a1, a2, b1, b_none = await asyncio.gather(*futures)
@@ -195,9 +240,11 @@ async def test_personal_reads_give_each_device_its_own_values(
 
 async def test_personal_reads_read_only_what_they_are_asked_to(database: Database) -> None:
     await _add_users(database, {ALICE: ["A1"]})
-    keys_only = await PersonalReads(database, counts=False, keys=True).request(ALICE, "A1")
+    keys_only = await PersonalReads(database, SyncQueries(), counts=False, keys=True).request(
+        ALICE, "A1")
     assert keys_only.counts is None and keys_only.keys == DeviceKeyCounts({}, [])
-    counts_only = await PersonalReads(database, counts=True, keys=False).request(ALICE, "A1")
+    counts_only = await PersonalReads(database, SyncQueries(), counts=True, keys=False).request(
+        ALICE, "A1")
     assert counts_only.counts == {} and counts_only.keys is None
 
 

@@ -55,14 +55,14 @@ async def test_a_windows_room_summaries_are_read_once_in_the_background(
     upto = await _position(rooms, database, room, "new")
     queries = SyncQueries()
     reads = 0
-    original = queries.member_counts
+    original = queries.summary_members
 
     async def counting(*args: Any) -> Any:
         nonlocal reads
         reads += 1
         return await original(*args)
 
-    monkeypatch.setattr(queries, "member_counts", counting)
+    monkeypatch.setattr(queries, "summary_members", counting)
     shared = SharedReads(database, rooms.stores.events, rooms.loader, queries,
                          prefetch_heroes=5)
     assert await shared.window(since, upto) is not None
@@ -84,7 +84,7 @@ async def test_a_failed_background_read_is_logged_and_read_again_when_asked(
     since = await _position(rooms, database, room, "old")
     upto = await _position(rooms, database, room, "new")
     queries = SyncQueries()
-    original = queries.member_counts
+    original = queries.summary_members
     calls = 0
 
     async def failing_once(*args: Any) -> Any:
@@ -94,7 +94,7 @@ async def test_a_failed_background_read_is_logged_and_read_again_when_asked(
             raise RuntimeError("database went away")
         return await original(*args)
 
-    monkeypatch.setattr(queries, "member_counts", failing_once)
+    monkeypatch.setattr(queries, "summary_members", failing_once)
     shared = SharedReads(database, rooms.stores.events, rooms.loader, queries,
                          prefetch_heroes=5)
     with caplog.at_level(logging.WARNING, logger="homeserver.sync.shared_reads"):

@@ -9,7 +9,7 @@ from homeserver.clock import FakeClock
 from homeserver.rooms.creation import CreateRoomRequest
 from homeserver.rooms.service import RoomService
 from homeserver.storage.database import Database
-from homeserver.storage.sync_queries import SyncQueries, Window
+from homeserver.storage.sync_queries import SummaryMembers, SyncQueries, Window
 
 ALICE = "@alice:test.local"
 BOB = "@bob:test.local"
@@ -57,8 +57,8 @@ async def test_snapshots_and_states(rooms: RoomService, database: Database) -> N
         now = states[at[(room_id, 10**9)]]
         assert ("m.room.member", BOB) not in before_bob and ("m.room.member", BOB) in now
         assert now == await rooms.stores.current_state.get_state(conn, room_id)
-        counts = await queries.member_counts(conn, [room_id])
-        assert counts == {room_id: {"join": 2}}
+        summary = await queries.summary_members(conn, [room_id], 5)
+        assert summary == {room_id: SummaryMembers({"join": 2}, [ALICE, BOB], [])}
         heroes = await queries.hero_candidates(conn, [room_id], ALICE, 5)
         assert heroes == {room_id: ([BOB], [])}
         assert await queries.shared_room_users(conn, BOB) == {ALICE, BOB}
@@ -66,3 +66,24 @@ async def test_snapshots_and_states(rooms: RoomService, database: Database) -> N
         assert [c.membership for c in history] == ["join"]
         visibility = await queries.visibility_changes(conn, [room_id])
         assert [v for _, v in visibility[room_id]] == ["shared"]
+
+
+async def test_summary_members_counts_everyone_and_keeps_the_first_of_each_group(
+        rooms: RoomService, database: Database) -> None:
+    room_id, _ = await _room(rooms, database, 0)
+    users = [f"@u{i}:test.local" for i in range(4)]
+    for user in users:
+        await rooms.membership.join(user, room_id)
+    await rooms.membership.leave(users[0], room_id)
+    await rooms.membership.invite(ALICE, room_id, BOB)
+    other, _ = await _room(rooms, database, 0)
+    queries = SyncQueries()
+    async with database.connection() as conn:
+        found = await queries.summary_members(conn, [room_id, other, "!none:x"], 2)
+        heroes = await queries.hero_candidates(conn, [room_id], "", 2)
+    # Joined: Alice and three users; invited: Bob; the user who left is among the others.
+    assert found[room_id] == SummaryMembers({"join": 4, "invite": 1}, [ALICE, users[1]],
+                                            [users[0]])
+    assert (found[room_id].present, found[room_id].others) == heroes[room_id]
+    assert found[other] == SummaryMembers({"join": 1}, [ALICE], [])
+    assert "!none:x" not in found

@@ -24,14 +24,11 @@ from tests.client_api.conftest import Connect, MakeHs, connect, make_hs  # noqa:
 from tests.client_api.e2e_helpers import Device
 from tests.client_api.sync_helpers import C, User, ok, timeline
 
-BATCHED_COUNTS = "batched unread counts"
-BATCHED_KEYS = "batched key counts"
+BATCHED_ALL = "batched memberships, unread and key counts"
 SINGLE_READS = "single-user count reads"
 _KINDS = {
-    sync_batch_reads.UNREAD_COUNTS_PG: BATCHED_COUNTS,
-    sync_batch_reads.UNREAD_COUNTS_SQLITE: BATCHED_COUNTS,
-    sync_batch_reads.KEY_COUNTS_PG: BATCHED_KEYS,
-    sync_batch_reads.KEY_COUNTS_SQLITE: BATCHED_KEYS,
+    sync_batch_reads.PERSONAL_ROWS_PG: BATCHED_ALL,
+    sync_batch_reads.PERSONAL_ROWS_SQLITE: BATCHED_ALL,
     notifications.SELECT_COUNTS: SINGLE_READS,
     e2e_keys.COUNT_OTKS: SINGLE_READS,
     e2e_keys.SELECT_UNUSED_FALLBACK_TYPES: SINGLE_READS,
@@ -112,9 +109,10 @@ async def test_users_woken_together_get_their_own_counts(
     assert _counts(woken[0], room) == {"notification_count": 2, "highlight_count": 0}
     assert _counts(woken[1], room) == {"notification_count": 1, "highlight_count": 0}
     assert statements[SINGLE_READS] == 0
-    assert 1 <= statements[BATCHED_COUNTS] <= 2
+    # Unread and key counts together (with the memberships), in one statement per batch.
+    assert 1 <= statements[BATCHED_ALL] <= 2
     if engine == "sqlite":  # statements run inline: the two syncs move in lock-step
-        assert statements[BATCHED_COUNTS] == 1 and statements[BATCHED_KEYS] == 1
+        assert statements[BATCHED_ALL] == 1
 
 
 async def test_a_count_changed_after_one_wake_is_seen_by_the_next(
