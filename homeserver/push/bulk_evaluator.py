@@ -55,7 +55,12 @@ from homeserver.push.rules_service import PushRules
 from homeserver.rooms.persistence import EventCallback, PersistedEvent
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection, Database
-from homeserver.storage.notifications import NewNotification, NotificationStore
+from homeserver.storage.notifications import (
+    NewNotification,
+    NotificationStore,
+    Step,
+    ThreadRead,
+)
 from homeserver.storage.push_position import PushPositionStore
 
 logger = logging.getLogger(__name__)
@@ -65,7 +70,10 @@ BATCH_SIZE = 200
 
 
 class PushDelivery(Protocol):
-    """Where notifications go to reach devices (homeserver/push/sender.py)."""
+    """Where notifications go to reach devices (homeserver/push/sender.py). The users it
+    queues for are those with a row in `pushers`: for fresh events the evaluator learns
+    them from that table in the statement that records the events (storage/notifications.py,
+    `advance_and_record`), not from `users_with_pushers`."""
 
     async def users_with_pushers(self, conn: Connection, user_ids: Collection[str]) -> set[str]: ...
 
@@ -96,6 +104,11 @@ class Outcome:
     notifications: list[NewNotification]
     # The local sender: sending counts as reading up to the event (in its thread).
     read_by: str | None
+
+    def thread_read(self) -> ThreadRead | None:
+        if self.read_by is None:
+            return None
+        return ThreadRead(self.read_by, self.room_id, self.thread, self.stream_ordering)
 
 
 class BulkPushEvaluator:
@@ -319,16 +332,28 @@ class BulkPushEvaluator:
         """`_write`'s statements in the caller's transaction: None if the position is no
         longer at `upto` (nothing written), else whether pushes were queued. `fresh`: the
         events were persisted by this very transaction (so have no notifications yet)."""
-        users = {n.user_id for o in outcomes for n in o.notifications}
-        rooms = {o.room_id for o in outcomes if o.notifications}
         last = outcomes[-1].stream_ordering
-        queued = False
-        if not await self._position.advance(conn, upto, last):
-            return None
-        batch = await self._notifications.batch(conn, users, rooms, upto, last, fresh=fresh)
         delivery = self._delivery
-        pushable = (await delivery.users_with_pushers(conn, users)
-                    if delivery is not None and users else set())
+        if fresh:
+            # The position moves with the rows: on PostgreSQL, unless a notified user has
+            # a pusher, that one statement writes them all.
+            started = await self._notifications.advance_and_record(
+                conn, upto, last, [Step(o.notifications, o.thread_read()) for o in outcomes],
+                pushes=delivery is not None)
+            if started is None:
+                return None
+            if started.batch is None:
+                return False
+            batch, pushable = started.batch, started.pushable
+        else:
+            if not await self._position.advance(conn, upto, last):
+                return None
+            users = {n.user_id for o in outcomes for n in o.notifications}
+            rooms = {o.room_id for o in outcomes if o.notifications}
+            batch = await self._notifications.batch(conn, users, rooms, upto, last)
+            pushable = frozenset(await delivery.users_with_pushers(conn, users)
+                                 if delivery is not None and users else ())
+        queued = False
         for o in outcomes:
             added = batch.add(o.notifications)
             # Only new rows are pushed: a catch-up re-reading recorded events pushes nothing.

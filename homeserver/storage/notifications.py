@@ -4,7 +4,9 @@ Spec: https://spec.matrix.org/v1.19/client-server-api/#receiving-notifications a
 #get_matrixclientv3notifications . The evaluator adds notifications and increments the
 counts; a read receipt moves `read_upto` and recounts from the notification rows, so a
 count is never more than a recount away from the truth. `NotificationBatch` makes the
-evaluator's calls for many events in one transaction with few round trips.
+evaluator's calls for many events in one transaction with few round trips, and
+`NotificationStore.advance_and_record` makes them, with the move of the push position,
+in one statement in the common case on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 import attrs
 
+from homeserver.storage import push_position
 from homeserver.storage.batch import fetch_for_ids, is_postgres
-from homeserver.storage.database import Connection, Database
+from homeserver.storage.database import Connection, Database, Row
+from homeserver.storage.pushers import users_with_pushers
 
 
 @attrs.frozen
@@ -39,6 +43,34 @@ class NotificationRow:
     actions: list[Any]
     ts: int
     read: bool
+
+
+@attrs.frozen
+class ThreadRead:
+    """`mark_read` for one thread: the sender of an event has read up to it."""
+
+    user_id: str
+    room_id: str
+    thread_id: str
+    position: int
+
+
+@attrs.frozen
+class Step:
+    """One event's calls, in this order: `add(notifications)`, then `read` if any."""
+
+    notifications: Sequence[NewNotification]
+    read: ThreadRead | None
+
+
+@attrs.frozen
+class Started:
+    """What `advance_and_record` leaves to the caller: `batch` None if it wrote the steps
+    itself; else the caller makes the steps' calls on `batch` (queueing the pushes of the
+    users in `pushable` in between) and finishes it."""
+
+    pushable: frozenset[str]
+    batch: NotificationBatch | None
 
 
 INSERT_NOTIFICATION = """
@@ -153,6 +185,75 @@ SET notif_count = CASE WHEN $7 = 0
     read_upto = CASE WHEN $7 = 0 THEN notification_counts.read_upto ELSE $8 END
 WHERE notification_counts.read_upto < $8
 """
+# `advance_and_record` on PostgreSQL: push_position.ADVANCE ($1 -> $2), the reads the
+# batch needs (room reads of the notified users $3 in the rooms $4; which of the users
+# $5 have pushers) and, when `ready`, the batch's rows: one count row per key ($7-$12,
+# its changes netted by `_net_changes`; $6: whether they could be) and the notifications
+# ($13-$20). Netting assumes nothing past $1 is read yet: no read position of a key (its
+# count row's or its room's) and no notification of its user lies after $1. A receipt
+# names a committed event, so this holds for events the caller's transaction has just
+# written; `ready` checks it, and if it fails, or a notified user has a pusher (a push
+# carries the counts before it), only the position moves and the caller makes the calls
+# on a batch. Given it, a key read in the batch (netted `read_upto` > $1) takes the netted
+# row whole, since COUNT_CHANGE's recount there finds no notification after the read
+# (this batch's are inserted last, as NotificationBatch explains); any other key only
+# had increments, which add to its row and keep its `read_upto`. Every CTE reads the
+# snapshot the statement started with, before any of them wrote: the state `ready` must
+# check. A receipt committing meanwhile stays at or before $1, so the netted changes
+# apply to the row the upsert finds just as to the one `ready` saw. `ready` looks each
+# key up through the primary keys: as a join, a plan that expects a third of the rows
+# past $1 (a prepared statement's generic guess) scans for the first, reading whole
+# tables when, as expected, there is none.
+ADVANCE_AND_RECORD_PG = f"""
+WITH advanced AS ({push_position.ADVANCE}
+), room_reads AS (
+    SELECT user_id, room_id, read_upto FROM notification_room_read
+    WHERE user_id = ANY($3::text[]) AND room_id = ANY($4::text[])
+), pushable AS (
+    SELECT DISTINCT user_id FROM pushers WHERE user_id = ANY($5::text[])
+), changes AS (
+    SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+                         $12::bigint[])
+        AS c(user_id, room_id, thread_id, notif_count, highlight_count, read_upto)
+), ready AS (
+    SELECT 1 FROM advanced
+    WHERE $6::boolean
+      AND NOT EXISTS (SELECT 1 FROM pushable)
+      AND NOT EXISTS (SELECT 1 FROM room_reads WHERE read_upto > $1)
+      AND NOT EXISTS (SELECT 1 FROM changes c
+                      WHERE (SELECT n.read_upto FROM notification_counts n
+                             WHERE n.user_id = c.user_id AND n.room_id = c.room_id
+                               AND n.thread_id = c.thread_id) > $1
+                         OR (SELECT max(n.stream_ordering) FROM notifications n
+                             WHERE n.user_id = c.user_id) > $1)
+), counted AS (
+    INSERT INTO notification_counts (user_id, room_id, thread_id, notif_count,
+                                     highlight_count, read_upto)
+    SELECT c.user_id, c.room_id, c.thread_id, c.notif_count, c.highlight_count,
+           COALESCE(c.read_upto, r.read_upto, 0)
+    FROM changes c LEFT JOIN room_reads r ON r.user_id = c.user_id AND r.room_id = c.room_id
+    WHERE EXISTS (SELECT 1 FROM ready)
+    ON CONFLICT (user_id, room_id, thread_id) DO UPDATE
+    SET notif_count = CASE WHEN excluded.read_upto > $1 THEN excluded.notif_count
+            ELSE notification_counts.notif_count + excluded.notif_count END,
+        highlight_count = CASE WHEN excluded.read_upto > $1 THEN excluded.highlight_count
+            ELSE notification_counts.highlight_count + excluded.highlight_count END,
+        read_upto = CASE WHEN excluded.read_upto > $1 THEN excluded.read_upto
+            ELSE notification_counts.read_upto END
+), notified AS (
+    INSERT INTO notifications (user_id, room_id, event_id, thread_id, stream_ordering, actions,
+                               highlight, ts)
+    SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::bigint[],
+                         $18::text[], $19::smallint[], $20::bigint[])
+    WHERE EXISTS (SELECT 1 FROM ready)
+    ON CONFLICT (user_id, stream_ordering) DO NOTHING
+)
+SELECT EXISTS (SELECT 1 FROM advanced) AS advanced, EXISTS (SELECT 1 FROM ready) AS written,
+       ARRAY(SELECT user_id FROM pushable) AS pushable,
+       ARRAY(SELECT user_id FROM room_reads ORDER BY user_id, room_id) AS read_users,
+       ARRAY(SELECT room_id FROM room_reads ORDER BY user_id, room_id) AS read_rooms,
+       ARRAY(SELECT read_upto FROM room_reads ORDER BY user_id, room_id) AS read_uptos
+"""
 SELECT_COUNTS = """
 SELECT room_id, thread_id, notif_count, highlight_count FROM notification_counts
 WHERE user_id = $1 AND (notif_count > 0 OR highlight_count > 0)
@@ -170,6 +271,56 @@ SELECT_HIGHLIGHTS = _LIST + " AND n.highlight = 1 ORDER BY n.stream_ordering DES
 
 def _dump_actions(actions: list[Any]) -> str:
     return json.dumps(actions, separators=(",", ":"))
+
+
+def _encoded_rows(rows: Sequence[NewNotification]) -> list[tuple[Any, ...]]:
+    # Notifications from one rule share its actions list: encode it once.
+    encoded: dict[int, str] = {}
+    return [(n.user_id, n.room_id, n.event_id, n.thread_id, n.stream_ordering,
+             encoded.get(id(n.actions)) or encoded.setdefault(id(n.actions),
+                                                              _dump_actions(n.actions)),
+             int(n.highlight), n.ts) for n in rows]
+
+
+# Per count key: notifications, highlights, and the position read up to when the batch
+# reads the key (None: it only increments it).
+_Net = dict[tuple[str, str, str], list[Any]]
+
+
+def _net_changes(steps: Sequence[Step],
+                 after: int) -> tuple[_Net, list[NewNotification]] | None:
+    """The steps' count changes netted to one per key, and their new notification rows,
+    for fresh events after `after`, assuming every read position of the keys is at or
+    before `after` and no notification of theirs lies after it (ADVANCE_AND_RECORD_PG
+    checks that). None if a step lies at or before `after`.
+
+    It replays COUNT_CHANGE row by row: with the read position at or before `after`,
+    every increment counts (each lies after it) and a thread read recounts to zero (no
+    notification after it exists before the batch's rows are inserted, last); from a
+    read on, the position is known and compared as COUNT_CHANGE does."""
+    net: _Net = {}
+    seen: set[tuple[str, str]] = set()
+    rows: list[NewNotification] = []
+    for step in steps:
+        for n in step.notifications:
+            if (n.user_id, n.event_id) in seen:
+                continue
+            if n.stream_ordering <= after:
+                return None
+            seen.add((n.user_id, n.event_id))
+            rows.append(n)
+            key = net.setdefault((n.user_id, n.room_id, n.thread_id), [0, 0, None])
+            if key[2] is None or key[2] < n.stream_ordering:
+                key[0] += 1
+                key[1] += int(n.highlight)
+        read = step.read
+        if read is not None:
+            if read.position <= after:
+                return None
+            key = net.setdefault((read.user_id, read.room_id, read.thread_id), [0, 0, None])
+            if key[2] is None or key[2] < read.position:
+                key[:] = [0, 0, read.position]
+    return net, rows
 
 
 class NotificationBatch:
@@ -223,13 +374,12 @@ class NotificationBatch:
         await self.flush()
         rows, self._rows = self._rows, []
         if rows:
-            # Notifications from one rule share its actions list: encode it once.
-            encoded: dict[int, str] = {}
-            await self._conn.executemany(INSERT_NOTIFICATIONS, [
-                (n.user_id, n.room_id, n.event_id, n.thread_id, n.stream_ordering,
-                 encoded.get(id(n.actions)) or encoded.setdefault(id(n.actions),
-                                                                  _dump_actions(n.actions)),
-                 int(n.highlight), n.ts) for n in rows])
+            await self._conn.executemany(INSERT_NOTIFICATIONS, _encoded_rows(rows))
+
+
+def _room_reads(row: Row) -> dict[tuple[str, str], int]:
+    return {(u, r): int(p) for u, r, p in zip(row["read_users"], row["read_rooms"],
+                                              row["read_uptos"], strict=True)}
 
 
 class NotificationStore:
@@ -252,6 +402,46 @@ class NotificationStore:
                                         json.dumps(sorted(rooms)))
             room_reads = {(r["user_id"], r["room_id"]): int(r["read_upto"]) for r in rows}
         return NotificationBatch(conn, existing, room_reads)
+
+    async def advance_and_record(self, conn: Connection, after: int, upto: int,
+                                 steps: Sequence[Step], *, pushes: bool) -> Started | None:
+        """Move the push position from `after` to `upto` (push_position.ADVANCE) and
+        record `steps`, the calls for the events in between, written by the caller's own
+        transaction (as `batch(..., fresh=True)`). None if the position is not at `after`
+        (nothing written). `pushes`: whether notified users with pushers get pushes.
+
+        On PostgreSQL this is one statement (ADVANCE_AND_RECORD_PG) which, when no notified
+        user has a pusher, writes everything; else, and on SQLite, the caller makes the
+        calls on the returned batch, since a push carries the counts before it."""
+        users = sorted({n.user_id for step in steps for n in step.notifications})
+        rooms = sorted({n.room_id for step in steps for n in step.notifications})
+        if not users and all(step.read is None for step in steps):
+            if await conn.fetchval(push_position.ADVANCE, after, upto) is None:
+                return None
+            return Started(frozenset(), None)
+        if not is_postgres(conn):
+            if await conn.fetchval(push_position.ADVANCE, after, upto) is None:
+                return None
+            pushable = await users_with_pushers(conn, users) if pushes else set()
+            return Started(frozenset(pushable),
+                           await self.batch(conn, users, rooms, after, upto, fresh=True))
+        netted = _net_changes(steps, after)
+        net, rows = netted if netted is not None else ({}, [])
+        keys = list(net)
+        columns = [list(c) for c in zip(*_encoded_rows(rows), strict=True)] or [[]] * 8
+        row = await conn.fetchrow(
+            ADVANCE_AND_RECORD_PG, after, upto, users, rooms, users if pushes else [],
+            netted is not None,
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+            [net[k][0] for k in keys], [net[k][1] for k in keys], [net[k][2] for k in keys],
+            *columns)
+        assert row is not None
+        if not row["advanced"]:
+            return None
+        if row["written"]:
+            return Started(frozenset(), None)
+        reads = _room_reads(row)
+        return Started(frozenset(row["pushable"]), NotificationBatch(conn, set(), reads))
 
     async def add(self, conn: Connection, notifications: Sequence[NewNotification]) -> None:
         """Record notifications and count the unread ones; adding one twice is a no-op."""

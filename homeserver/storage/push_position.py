@@ -12,7 +12,8 @@ SELECT_POSITION = "SELECT evaluated_upto FROM push_position WHERE id = 1"
 # Compare-and-set: matches no row unless the position is still where the evaluator read
 # it, so a second evaluator (a concurrent catch-up, another process) that evaluated the
 # same events learns they are taken and rolls back; on PostgreSQL the row lock makes it
-# wait for the first to commit before it checks.
+# wait for the first to commit before it checks. For fresh events it is also the first
+# CTE of the statement that records them (notifications.ADVANCE_AND_RECORD_PG).
 ADVANCE = """
 UPDATE push_position SET evaluated_upto = $2 WHERE id = 1 AND evaluated_upto = $1
 RETURNING evaluated_upto

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 import attrs
 
+from homeserver.storage.batch import fetch_for_ids
 from homeserver.storage.database import Connection, Database
 
 
@@ -37,6 +39,10 @@ ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET
 DELETE_ONE = "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3"
 DELETE_OTHER_USERS = "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3"
 SELECT_FOR_USER = f"SELECT {_COLUMNS} FROM pushers WHERE user_id = $1 ORDER BY created_ts, app_id, pushkey"
+SELECT_USERS_WITH_PUSHERS_PG = "SELECT DISTINCT user_id FROM pushers WHERE user_id = ANY($1::text[])"
+SELECT_USERS_WITH_PUSHERS_SQLITE = """
+SELECT DISTINCT user_id FROM pushers WHERE user_id IN (SELECT value FROM json_each($1))
+"""
 
 
 def _row(r: Any) -> PusherRow:
@@ -61,3 +67,9 @@ class PusherStore:
 
     async def for_user(self, db: Database | Connection, user_id: str) -> list[PusherRow]:
         return [_row(r) for r in await db.fetch(SELECT_FOR_USER, user_id)]
+
+
+async def users_with_pushers(conn: Connection, user_ids: Collection[str]) -> set[str]:
+    """Which of `user_ids` have at least one pusher."""
+    return {r["user_id"] for r in await fetch_for_ids(
+        conn, SELECT_USERS_WITH_PUSHERS_PG, SELECT_USERS_WITH_PUSHERS_SQLITE, sorted(user_ids))}

@@ -5,14 +5,17 @@ it cannot record, the events are not lost and the background pass records them."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import pytest
 
 from homeserver.clock import FakeClock
 from homeserver.push.bulk_evaluator import BulkPushEvaluator
 from homeserver.rooms.persistence import PersistedEvent
 from homeserver.rooms.service import RoomService
 from homeserver.storage.database import Connection, Database
-from homeserver.storage.notifications import NotificationStore
+from homeserver.storage.notifications import NotificationStore, Started, Step
 from homeserver.storage.push_position import PushPositionStore
 from homeserver.storage.streams import current_position
 from tests.push.test_bulk_evaluator import (
@@ -42,18 +45,19 @@ class Woken:
         self.events.append(persisted.event_id)
 
 
+@pytest.mark.parametrize("pusher", [True, False])
 async def test_inline_records_what_the_passes_record(
-        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+        rooms: RoomService, database: Database, clock: FakeClock, pusher: bool) -> None:
     start = await current_position(database, "events")
     position = GatedPosition()
     push = evaluator(rooms, database, clock, position=position)
     await push.catch_up()
     position.arrived.clear()
     attach(rooms, push)
-    _, chat_start = await chat(rooms, database, clock)
+    _, chat_start = await chat(rooms, database, clock, pusher=pusher)
     await push.drained()
     inline = await snapshot(database)
-    assert all(inline.values())
+    assert all(v or (t == "push_queue" and not pusher) for t, v in inline.items())
     # Every event moved the position inside its own transaction; no pass read the stream.
     assert not position.arrived.is_set()
     assert await PushPositionStore().evaluated_upto(database) == \
@@ -97,13 +101,13 @@ class FailingOnce(NotificationStore):
     def __init__(self) -> None:
         self.failures = 1
 
-    async def batch(self, conn: Connection, users: Any, rooms: Any, after: int,
-                    upto: int, *, fresh: bool = False) -> Any:
+    async def advance_and_record(self, conn: Connection, after: int, upto: int,
+                                 steps: Sequence[Step], *, pushes: bool) -> Started | None:
         if self.failures:
             self.failures -= 1
             # A real failing statement, so PostgreSQL's transaction state is exercised.
             await conn.execute("SELECT no_such_column FROM notifications")
-        return await super().batch(conn, users, rooms, after, upto, fresh=fresh)
+        return await super().advance_and_record(conn, after, upto, steps, pushes=pushes)
 
 
 async def test_a_failed_inline_record_is_rolled_back_and_caught_up_after_commit(
