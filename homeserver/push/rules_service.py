@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from homeserver.errors import InvalidParam, NotFound
-from homeserver.push.evaluator import CompiledRuleset
+from homeserver.push.evaluator import CompiledRuleset, shared_rules
 from homeserver.push.rules import (
     DefaultChange,
     PushRule,
@@ -217,8 +217,14 @@ def _merge(user_id: str, rows: list[PushRuleRow],
     return merge_ruleset(user_id, user_rules, changes)
 
 
+# The server-default rules compiled once, for any user ID: the rules that do not name
+# the user are shared by every user's compiled set (evaluator.CompiledRuleset).
+_SHARED_DEFAULTS = shared_rules(default_rules("@_:_"))
+
+
 def _compile(user_id: str, ruleset: dict[str, list[PushRule]]) -> CompiledRuleset:
-    return CompiledRuleset(ruleset, default_only=ruleset == default_rules(user_id))
+    return CompiledRuleset(ruleset, default_only=ruleset == default_rules(user_id),
+                           shared=_SHARED_DEFAULTS)
 
 
 def _place(rules: list[PushRuleRow], new: PushRuleRow, existing: PushRuleRow | None,
