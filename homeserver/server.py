@@ -438,7 +438,14 @@ class Homeserver:
             ssl_context.load_cert_chain(listener.tls_cert_path, listener.tls_key_path)
         # In-flight requests get this long to finish on shutdown (long-polls are released
         # at once by the notifier); a send cut off here rolls back and its client retries.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        # handler_cancellation: a request whose client has gone is cancelled, above all a
+        # parked /sync long-poll, which would otherwise stay until its timeout and still be
+        # woken, computed and written to nobody (Synapse cancels /sync the same way). The
+        # write paths are made for it: a cancelled send is never persisted later, and a
+        # transaction cancelled mid-way rolls back (or, in an SQLite group commit, still
+        # commits with its batch).
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0,
+                               handler_cancellation=True)
         await runner.setup()
         # Registered before start() so that close() cleans up a half-started listener too.
         self._runners.append(runner)
