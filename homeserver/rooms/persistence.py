@@ -253,7 +253,7 @@ class EventPersister:
                     del queue[:MAX_SENDS_PER_COMMIT]
                     if not queue:
                         del self._queued[room_id]
-                    await self._persist_batch(room_id, batch)
+                    await _finish_despite_cancellation(self._persist_batch(room_id, batch))
         except asyncio.CancelledError:
             # Gone before anyone took our send: it must not be persisted later.
             waiting = self._queued.get(room_id)
@@ -622,6 +622,27 @@ def _deferrable(fields: Mapping[str, Any], view: _BatchView) -> bool:
     return (room is not None and room.current_snapshot_id is not None
             and view.extremities is not None and 0 < len(view.extremities) <= MAX_PREV_EVENTS
             and fields.get("state_key") is None and fields["type"] != "m.room.redaction")
+
+
+async def _finish_despite_cancellation(work: Awaitable[None]) -> None:
+    """Run a batch to its end even if the caller leading it is cancelled (its client went
+    away: the listener cancels such requests), then re-raise the cancellation. The batch
+    holds other senders' events: cancelling it would fail their requests, and cancelling
+    it after its commit would skip the wake-ups of their syncs. The room lock stays held
+    meanwhile, as the caller's `async with` only exits once this returns."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    if cancelled:
+        task.exception()  # retrieved: the caller's answer (in its send's future) has it
+        raise asyncio.CancelledError
+    task.result()
 
 
 def _answer(answer: asyncio.Future[PersistedEvent], outcome: PersistedEvent | BaseException) -> None:

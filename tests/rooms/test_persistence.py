@@ -219,6 +219,61 @@ async def test_a_send_cancelled_while_queued_is_never_persisted(rooms: RoomServi
     assert rooms.persister._queued == {}
 
 
+async def test_a_batch_leader_cancelled_mid_batch_still_persists_the_others(
+        rooms: RoomService, database: Database) -> None:
+    """The send that leads a batch is cancelled (its client went away) while the batch
+    is being written: the batch still commits, the other senders get their events and
+    their callbacks run; only the leader's own request ends cancelled."""
+    room_id = await make_room(rooms)
+    count = await _count(database, "SELECT COUNT(*) FROM events")
+    notified: list[str] = []
+
+    async def on_event(persisted: PersistedEvent) -> None:
+        notified.append(persisted.event_id)
+    rooms.persister.on_event_persisted.append(on_event)
+    # The first send takes the room lock and waits at the gate, so the next ones queue
+    # behind it; the second lock_room (the batch of the queued ones) waits at another.
+    first_gate, batch_gate = asyncio.Event(), asyncio.Event()
+    at_first, at_batch = asyncio.Event(), asyncio.Event()
+    events = rooms.stores.events
+    lock_room = events.lock_room
+    calls = 0
+
+    async def gated_lock_room(conn: object, room: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            at_first.set()
+            await first_gate.wait()
+        elif calls == 2:
+            at_batch.set()
+            await batch_gate.wait()
+        await lock_room(conn, room)  # type: ignore[arg-type]
+    events.lock_room = gated_lock_room  # type: ignore[method-assign, assignment]
+
+    def send(body: str) -> asyncio.Task[PersistedEvent]:
+        return asyncio.create_task(rooms.persister.send(
+            {"type": "m.room.message", "room_id": room_id, "sender": ALICE,
+             "content": {"body": body}}))
+    first = send("first")
+    await at_first.wait()
+    leader, second, third = send("leader"), send("second"), send("third")
+    await asyncio.sleep(0)
+    first_gate.set()
+    await first
+    await at_batch.wait()  # the leader's batch (leader, second, third) is in its transaction
+    leader.cancel()
+    batch_gate.set()
+    persisted = await asyncio.gather(second, third)
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    events.lock_room = lock_room  # type: ignore[method-assign]
+    assert await _count(database, "SELECT COUNT(*) FROM events") == count + 4
+    assert {p.event_id for p in persisted} <= set(notified)
+    assert len(notified) == 4  # the leader's own event too: it committed with the batch
+    assert rooms.persister._queued == {}
+
+
 async def test_a_batch_builds_each_event_on_the_one_before(rooms: RoomService, database: Database) -> None:
     """Within a batch, later sends see what earlier ones changed (state, extremities,
     auth events) without re-reading it: the graph stays linear and the current state
