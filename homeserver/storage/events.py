@@ -107,14 +107,26 @@ INSERT_REDACTION = """
 INSERT INTO redactions (event_id, redacts, room_id, validated) VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING
 """
-_REDACTION_QUERY = """
+# Why a LATERAL ... LIMIT 1 rather than a join on PostgreSQL: asyncpg prepares each
+# statement once per connection, and PostgreSQL may keep a generic plan made while
+# `events` was nearly empty. For a plain join that plan was a sequential scan of
+# `events` (the cheapest way through a few rows), which then read every event of a
+# growing room on each /sync: 1-2 ms after 2,000 messages. The LATERAL subquery cannot
+# be flattened into a join, so every plan, generic or not, looks the redaction's event
+# up by primary key (tests/storage/test_generic_plans.py).
+SELECT_REDACTIONS_PG = """
 SELECT d.event_id, d.redacts, d.validated FROM redactions d
-JOIN events e ON e.event_id = d.event_id
-WHERE e.rejected_reason IS NULL AND d.redacts {}
+CROSS JOIN LATERAL (SELECT e.stream_ordering FROM events e
+                    WHERE e.event_id = d.event_id AND e.rejected_reason IS NULL LIMIT 1) e
+WHERE d.redacts = ANY($1::text[])
 ORDER BY e.stream_ordering
 """
-SELECT_REDACTIONS_PG = _REDACTION_QUERY.format("= ANY($1::text[])")
-SELECT_REDACTIONS_SQLITE = _REDACTION_QUERY.format("IN (SELECT value FROM json_each($1))")
+SELECT_REDACTIONS_SQLITE = """
+SELECT d.event_id, d.redacts, d.validated FROM redactions d
+JOIN events e ON e.event_id = d.event_id
+WHERE e.rejected_reason IS NULL AND d.redacts IN (SELECT value FROM json_each($1))
+ORDER BY e.stream_ordering
+"""
 
 
 def _row_to_event(row: Row) -> StoredEvent:

@@ -30,16 +30,22 @@ from homeserver.storage.database import Connection, Row
 from homeserver.storage.rooms import RoomRow
 
 # $1 room; $2-$4 the transaction IDs asked about (user, device, txn): `txn_events` holds
-# the event of each (NULL when unused), in the order asked.
+# the event of each (NULL when unused), in the order asked. The lookups into `events`
+# and `event_txn_ids` are LATERAL/scalar subqueries with LIMIT 1, not joins, so that
+# even a generic plan made while those tables were nearly empty reads them by primary
+# key; as joins, such a plan scanned both tables whole (see SELECT_REDACTIONS_PG in
+# storage/events.py, and tests/storage/test_generic_plans.py).
 SELECT_HEAD_PG = """
 SELECT r.room_id, r.room_version, r.creator, r.created_ts, r.is_public, r.current_snapshot_id,
-  ARRAY(SELECT f.event_id FROM forward_extremities f JOIN events e ON e.event_id = f.event_id
+  ARRAY(SELECT f.event_id FROM forward_extremities f
+        CROSS JOIN LATERAL (SELECT e.depth, e.stream_ordering FROM events e
+                            WHERE e.event_id = f.event_id LIMIT 1) e
         WHERE f.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC) AS extremities,
-  ARRAY(SELECT x.event_id
+  ARRAY(SELECT (SELECT x.event_id FROM event_txn_ids x
+                WHERE x.user_id = k.user_id AND x.device_id = k.device_id
+                  AND x.txn_id = k.txn_id LIMIT 1)
         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
              AS k(user_id, device_id, txn_id, n)
-        LEFT JOIN event_txn_ids x
-          ON x.user_id = k.user_id AND x.device_id = k.device_id AND x.txn_id = k.txn_id
         ORDER BY k.n) AS txn_events
 FROM (SELECT $1::text AS room_id) q LEFT JOIN rooms r ON r.room_id = q.room_id
 """
