@@ -102,7 +102,6 @@ DELETE_EXTREMITY = "DELETE FROM forward_extremities WHERE room_id = $1 AND event
 REPLACE_EXTREMITY = """
 UPDATE forward_extremities SET event_id = $3 WHERE room_id = $1 AND event_id = $2
 """
-ROOM_LOCK = "SELECT pg_advisory_xact_lock($1)"
 INSERT_REDACTION = """
 INSERT INTO redactions (event_id, redacts, room_id, validated) VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING
@@ -217,7 +216,7 @@ class EventStore:
         """Serialise writers of one room across processes until the transaction ends.
         SQLite needs nothing: its single write transaction already serialises them."""
         if is_postgres(conn):
-            await conn.execute(ROOM_LOCK, room_lock_key(room_id))
+            await conn.advisory_lock(room_lock_key(room_id))  # type: ignore[attr-defined]
 
     async def insert(self, conn: Connection, pdu: Pdu, *, stream_ordering: int | None,
                      outlier: bool = False, replaces_state: str | None = None) -> None:
