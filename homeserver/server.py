@@ -100,6 +100,7 @@ from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.room_directory import RoomDirectoryStore
 from homeserver.storage.search import SearchStore
+from homeserver.storage.sync_queries import SyncQueries
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.uiaa_sessions import UiaaSessionStore
 from homeserver.storage.user_directory import UserDirectoryStore
@@ -197,7 +198,8 @@ class Homeserver:
         self.notifier = Notifier()
         # Registered by _build_push behind the push evaluator: an event's notification
         # counts must be in the same /sync as the event (spec: #server-behaviour-1).
-        self._sync_wake = room_event_listener(self.notifier)
+        self.sync_queries = SyncQueries()
+        self._sync_wake = room_event_listener(self.notifier, self.sync_queries)
         self.filters = FilterService(db, FilterStore())
         self.typing = TypingService(self.notifier, rooms, self.clock, self.scheduler)
         self.receipts = ReceiptService(db, ReceiptStore(), self.account_data_store, self.notifier,
@@ -213,8 +215,8 @@ class Homeserver:
         e2e = E2eSync(self.to_device, self.device_lists, self.device_keys)
         self.sync = SyncService(self.db, rooms.stores, rooms.loader, extras, self.typing,
                                 self.presence, self.notifier,
-                                counts=self._unread_counts,
-                                ignored=self.account_data, e2e=e2e)
+                                counts=self._unread_counts, ignored=self.account_data,
+                                queries=self.sync_queries, e2e=e2e)
 
     def _build_push(self) -> None:
         """Push: rules (changes reach clients as m.push_rules account data), the

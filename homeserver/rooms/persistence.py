@@ -101,6 +101,10 @@ class PersistedEvent:
     # The room's current state snapshot right after the event (None when not known,
     # e.g. for a deduplicated send): lets batch writers skip reading the room.
     current_snapshot_id: int | None = None
+    # The event's own state snapshots, (before, after) as written to event_state (None
+    # when not known): a woken /sync needs the one before its first timeline event, and
+    # with this it need not read it back (sync/sync_service.py, room_event_listener).
+    state_ids: tuple[int, int] | None = None
 
     @property
     def event_id(self) -> str:
@@ -395,8 +399,9 @@ class EventPersister:
         for d, ordering in zip(deferred, orderings, strict=True):
             for writer in self.derived_writers:
                 await writer(conn, d.pdu, ordering)
-            outcomes[d.index] = PersistedEvent(d.pdu, ordering,
-                                               current_snapshot_id=view.room.current_snapshot_id)
+            outcomes[d.index] = PersistedEvent(
+                d.pdu, ordering, current_snapshot_id=view.room.current_snapshot_id,
+                state_ids=(d.before_snapshot_id, d.before_snapshot_id))
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
         """The batch writers in one savepoint (one round trip each way on PostgreSQL):
@@ -557,8 +562,9 @@ class EventPersister:
                                         pdu.event_id, room_id, self._clock.time_ms())
         for writer in self.derived_writers:
             await writer(conn, pdu, ordering)
-        return (PersistedEvent(pdu, ordering, current_snapshot_id=new_current), new_extremities,
-                new_current)
+        return (PersistedEvent(pdu, ordering, current_snapshot_id=new_current,
+                               state_ids=(before.snapshot_id, after)),
+                new_extremities, new_current)
 
     async def _update_extremities_and_current(
             self, conn: Connection, pdu: Pdu, before: StateBefore, after: int,

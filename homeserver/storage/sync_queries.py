@@ -264,6 +264,14 @@ class SyncQueries:
                                          [[room, pos] for room, pos in dict.fromkeys(points)])
         return {(r["room_id"], int(r["position"])): int(r["after_snapshot_id"]) for r in rows}
 
+    def remember_event_state(self, event_id: str, before: int, after: int) -> None:
+        """An event this process has just committed: its snapshots, as `event_states`
+        would read them (they never change once committed)."""
+        self._event_states[event_id] = (before, after)
+        self._event_states.move_to_end(event_id)
+        if len(self._event_states) > self._max_event_states:
+            self._event_states.popitem(last=False)
+
     async def event_states(self, conn: Connection,
                            event_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """event -> (snapshot before, snapshot after)."""

@@ -86,11 +86,15 @@ class IgnoredUsers(Protocol):
         ...
 
 
-def room_event_listener(notifier: Notifier) -> Callable[[PersistedEvent], Awaitable[None]]:
+def room_event_listener(notifier: Notifier, queries: SyncQueries,
+                        ) -> Callable[[PersistedEvent], Awaitable[None]]:
     """The rooms service's `on_event_persisted` callback that wakes syncs (and tells the
-    notifier's room state log first: a woken sync may look the room up there)."""
+    notifier's room state log first: a woken sync may look the room up there; and the
+    sync queries the event's state snapshots, which a woken sync would otherwise read)."""
     async def on_event(persisted: PersistedEvent) -> None:
         pdu = persisted.pdu
+        if persisted.state_ids is not None:
+            queries.remember_event_state(pdu.event_id, *persisted.state_ids)
         member = pdu.state_key if pdu.type == "m.room.member" else None
         notifier.room_states.observe(
             pdu.room_id, persisted.stream_ordering, persisted.current_snapshot_id,
