@@ -6,9 +6,10 @@ Bundled since v1.7: `m.replace` (the most recent valid edit, as the whole event)
 `m.reference` (the referring event IDs). `m.annotation` (reactions) is not bundled;
 clients read it from /relations.
 
-Everything is read for a whole batch of events at once (two queries, plus one to load
-the edits and latest replies), so sync and every room endpoint pay the same cost for one
-event or a page of them. The result is raw; ClientEventLoader formats it.
+Everything is read for a whole batch of events at once (the relations in the statement
+that reads the batch's redactions, RelationStore.redactions_and_relations, plus one to
+load the edits and latest replies), so sync and every room endpoint pay the same cost
+for one event or a page of them. The result is raw; ClientEventLoader formats it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from homeserver.rooms.relations import ANNOTATION, REFERENCE, REPLACE, relation_
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection
 from homeserver.storage.events import StoredEvent
-from homeserver.storage.relations import ParentRelationRow
+from homeserver.storage.relations import FormatRead, ParentRelationRow
 
 ENCRYPTED = "m.room.encrypted"
 
@@ -66,20 +67,17 @@ class Aggregations:
     def __init__(self, stores: RoomStores):
         self._stores = stores
 
-    async def bundles(self, conn: Connection, user_id: str, events: Sequence[StoredEvent], *,
-                      redacted: Collection[str] = ()) -> dict[str, Bundle]:
-        """`event_id -> Bundle` for the events that have something to bundle.
+    async def bundles(self, conn: Connection, user_id: str, parents: Sequence[StoredEvent],
+                      read: FormatRead, *, redacted: Collection[str] = ()) -> dict[str, Bundle]:
+        """`event_id -> Bundle` for the `parents` (events that `may_have_bundle`) that have
+        something to bundle, from their relations as read for `user_id`.
         `redacted`: events whose redaction applies (their edits are not bundled)."""
-        parents = {e.event_id: e for e in events if may_have_bundle(e)}
-        if not parents:
-            return {}
-        ids = list(parents)
-        rows = await self._stores.relations.edits_and_references(conn, ids)
-        threads = await self._stores.relations.thread_summaries(conn, ids, user_id)
+        by_id = {e.event_id: e for e in parents}
+        threads = read.threads
         references: dict[str, list[str]] = {}
         edit_candidates: dict[str, list[ParentRelationRow]] = {}
-        for row in rows:
-            parent = parents[row.relates_to_id]
+        for row in read.edits_and_references:
+            parent = by_id[row.relates_to_id]
             if row.rel_type == REFERENCE:
                 references.setdefault(row.relates_to_id, []).append(row.event_id)
             elif (row.rel_type == REPLACE and row.relates_to_id not in redacted
@@ -89,7 +87,7 @@ class Aggregations:
         wanted += [t.latest_event_id for t in threads.values()]
         loaded = await self._stores.events.get_many(conn, wanted) if wanted else {}
         out: dict[str, Bundle] = {}
-        for parent_id, parent in parents.items():
+        for parent_id, parent in by_id.items():
             replace = self._latest_edit(parent, edit_candidates.get(parent_id, []), loaded)
             thread = None
             summary = threads.get(parent_id)

@@ -4,16 +4,17 @@ sender's transaction IDs, the replaced state's content and the bundled aggregati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from homeserver.clock import Clock
 from homeserver.events.pdu import Pdu
-from homeserver.rooms.aggregations import Aggregations, bundle_json
+from homeserver.rooms.aggregations import Aggregations, bundle_json, may_have_bundle
 from homeserver.rooms.client_format import JsonDict, format_client_event
 from homeserver.rooms.stores import RoomStores
 from homeserver.state.auth_context import server_of
 from homeserver.storage.database import Connection
-from homeserver.storage.events import StoredEvent
+from homeserver.storage.events import Redaction, StoredEvent
+from homeserver.storage.relations import FormatRead
 
 # Top-level events bundle their children; a thread's latest reply bundles its own edit;
 # the events bundled there bundle nothing (a reply cannot itself be a thread root).
@@ -44,7 +45,19 @@ class ClientEventLoader:
                       device_id: str | None, include_room_id: bool, depth: int) -> list[JsonDict]:
         if not events:
             return []
-        redacted_by = await self.applied_redactions(conn, [e.pdu for e in events])
+        bundling = depth > 0 and self._aggregations is not None
+        parents = list({e.event_id: e for e in events if may_have_bundle(e)}.values()) if bundling else []
+        event_ids = [e.event_id for e in events]
+        read = None
+        if parents:
+            # One round trip for the redactions and the relations together (on every woken
+            # /sync); with no possible parent, relations are not read at all.
+            read = await self._stores.relations.redactions_and_relations(
+                conn, event_ids, parent_ids=[e.event_id for e in parents], user_id=user_id)
+            by_target = read.redactions
+        else:
+            by_target = await self._stores.events.redactions_of(conn, event_ids)
+        redacted_by = await self._apply_redactions(conn, [e.pdu for e in events], by_target)
         own = [e.event_id for e in events if e.pdu.sender == user_id]
         txn_ids = await self._stores.txn_ids.for_events(conn, user_id, device_id, own) if own else {}
         replaced_ids = [e.replaces_state for e in events if e.replaces_state]
@@ -61,16 +74,18 @@ class ClientEventLoader:
                 e.pdu, now_ms=now, redacted_by=redacted_by.get(e.event_id),
                 transaction_id=txn_ids.get(e.event_id), replaces_state=e.replaces_state,
                 prev_content=prev_content, include_room_id=include_room_id))
-        if depth > 0 and self._aggregations is not None:
-            await self._add_bundles(conn, events, out, set(redacted_by), user_id=user_id,
-                                    device_id=device_id, include_room_id=include_room_id, depth=depth)
+        if read is not None:
+            await self._add_bundles(conn, events, out, parents, read, set(redacted_by),
+                                    user_id=user_id, device_id=device_id,
+                                    include_room_id=include_room_id, depth=depth)
         return out
 
     async def _add_bundles(self, conn: Connection, events: Sequence[StoredEvent], out: list[JsonDict],
-                           redacted: set[str], *, user_id: str, device_id: str | None,
-                           include_room_id: bool, depth: int) -> None:
+                           parents: Sequence[StoredEvent], read: FormatRead, redacted: set[str], *,
+                           user_id: str, device_id: str | None, include_room_id: bool,
+                           depth: int) -> None:
         assert self._aggregations is not None
-        bundles = await self._aggregations.bundles(conn, user_id, events, redacted=redacted)
+        bundles = await self._aggregations.bundles(conn, user_id, parents, read, redacted=redacted)
         if not bundles:
             return
         nested: dict[str, StoredEvent] = {}
@@ -95,6 +110,10 @@ class ClientEventLoader:
         A redaction applies when its sender had the redact level, or comes from the
         redacted event's server (spec: rooms v3+ "Handling redactions")."""
         by_target = await self._stores.events.redactions_of(conn, [p.event_id for p in pdus])
+        return await self._apply_redactions(conn, pdus, by_target)
+
+    async def _apply_redactions(self, conn: Connection, pdus: Sequence[Pdu],
+                                by_target: Mapping[str, Sequence[Redaction]]) -> dict[str, Pdu]:
         if not by_target:
             return {}
         redaction_pdus = await self._stores.events.get_pdus(

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import attrs
 
-from homeserver.storage.batch import fetch_for_ids
+from homeserver.storage.batch import fetch_for_ids, is_postgres, json_id_list
 from homeserver.storage.database import Connection
+from homeserver.storage.events import Redaction
 
 THREAD = "m.thread"
 
@@ -54,6 +55,17 @@ class ParentRelationRow:
     origin_server_ts: int
 
 
+@attrs.frozen
+class FormatRead:
+    """What formatting a batch of events reads: `target -> accepted redactions`, oldest
+    first (as EventStore.redactions_of); the parents' edits and references, oldest
+    first; `root -> thread summary`."""
+
+    redactions: dict[str, list[Redaction]]
+    edits_and_references: list[ParentRelationRow]
+    threads: dict[str, ThreadSummaryRow]
+
+
 _COLUMNS = "event_id, relates_to_id, rel_type, aggregation_key, room_id, sender, type, stream_ordering"
 
 INSERT = f"""
@@ -87,16 +99,6 @@ SELECT_CHILDREN_FORWARD = _CHILDREN + """
 ORDER BY r.stream_ordering ASC LIMIT $8
 """
 
-# Edits and references of many parents at once (the bundled aggregations).
-_OF_PARENTS = """
-SELECT r.event_id, r.relates_to_id, r.rel_type, r.sender, r.type, e.origin_server_ts
-FROM event_relations r JOIN events e ON e.event_id = r.event_id
-WHERE r.rel_type IN ('m.replace', 'm.reference') AND r.relates_to_id {}
-ORDER BY r.stream_ordering
-"""
-SELECT_OF_PARENTS_PG = _OF_PARENTS.format("= ANY($1::text[])")
-SELECT_OF_PARENTS_SQLITE = _OF_PARENTS.format("IN (SELECT value FROM json_each($1))")
-
 # Per thread root: the latest reply, the number of replies and how many are $2's.
 _THREAD_SUMMARIES = """
 SELECT t.relates_to_id, r.event_id, t.n, t.own FROM (
@@ -106,8 +108,47 @@ SELECT t.relates_to_id, r.event_id, t.n, t.own FROM (
     GROUP BY relates_to_id
 ) t JOIN event_relations r ON r.relates_to_id = t.relates_to_id AND r.stream_ordering = t.latest
 """
-SELECT_THREAD_SUMMARIES_PG = _THREAD_SUMMARIES.format("= ANY($1::text[])")
-SELECT_THREAD_SUMMARIES_SQLITE = _THREAD_SUMMARIES.format("IN (SELECT value FROM json_each($1))")
+# The ID arrays go through a scalar subquery on PostgreSQL so that the generic plan is
+# kept rather than a custom plan made on every execution (see SELECT_REDACTIONS_PG): the
+# union below took 0.15 ms to plan for 0.02 ms to run.
+_IDS_PG = "= ANY((SELECT {}::text[])::text[])"
+_IDS_SQLITE = "IN (SELECT value FROM json_each({}))"
+SELECT_THREAD_SUMMARIES_PG = _THREAD_SUMMARIES.format(_IDS_PG.format("$1"))
+SELECT_THREAD_SUMMARIES_SQLITE = _THREAD_SUMMARIES.format(_IDS_SQLITE.format("$1"))
+
+# What formatting a batch of events for a client reads, in one round trip (it is on the
+# delivery path of every woken /sync): `kind` 0, the accepted redactions targeting any
+# of $3 (oldest first, as EventStore.redactions_of); 1, the edits and references of the
+# parents $1 (oldest first; n is the child's origin_server_ts); 2, the thread summaries
+# of $1 for user $2 (event_id is the latest reply, n the count, own the user's replies).
+_FORMAT_READ = """
+SELECT 0 AS kind, d.event_id, d.redacts AS target, NULL AS rel_type, NULL AS sender,
+       NULL AS type, d.validated AS n, CAST(NULL AS BIGINT) AS own, e.stream_ordering AS ord
+FROM redactions d {redaction_event}
+WHERE d.redacts {events}
+UNION ALL
+SELECT 1, r.event_id, r.relates_to_id, r.rel_type, r.sender, r.type, e.origin_server_ts,
+       NULL, r.stream_ordering
+FROM event_relations r {child_event}
+WHERE r.rel_type IN ('m.replace', 'm.reference') AND r.relates_to_id {parents}
+UNION ALL
+SELECT 2, s.event_id, s.relates_to_id, NULL, NULL, NULL, s.n, s.own, NULL FROM ({threads}) s
+ORDER BY kind, ord
+"""
+# LATERAL ... LIMIT 1 on PostgreSQL so that even a generic plan made while `events` was
+# nearly empty looks the events up by primary key (see SELECT_REDACTIONS_PG).
+SELECT_FORMAT_READ_PG = _FORMAT_READ.format(
+    redaction_event="CROSS JOIN LATERAL (SELECT e.stream_ordering FROM events e WHERE"
+                    " e.event_id = d.event_id AND e.rejected_reason IS NULL LIMIT 1) e",
+    events=_IDS_PG.format("$3"),
+    child_event="CROSS JOIN LATERAL (SELECT e.origin_server_ts FROM events e"
+                " WHERE e.event_id = r.event_id LIMIT 1) e",
+    parents=_IDS_PG.format("$1"), threads=SELECT_THREAD_SUMMARIES_PG)
+SELECT_FORMAT_READ_SQLITE = _FORMAT_READ.format(
+    redaction_event="JOIN events e ON e.event_id = d.event_id AND e.rejected_reason IS NULL",
+    events=_IDS_SQLITE.format("$3"),
+    child_event="JOIN events e ON e.event_id = r.event_id",
+    parents=_IDS_SQLITE.format("$1"), threads=SELECT_THREAD_SUMMARIES_SQLITE)
 
 # A room's thread roots we hold, by latest reply, at or before position $2. With a user
 # in $4, only threads they started or replied in (an empty $4 means every thread).
@@ -149,12 +190,29 @@ class RelationStore:
                                 from_position, to_position, limit)
         return [(r["event_id"], r["stream_ordering"]) for r in rows]
 
-    async def edits_and_references(self, conn: Connection,
-                                   parent_ids: Sequence[str]) -> list[ParentRelationRow]:
-        """The m.replace and m.reference children of each parent, oldest first."""
-        rows = await fetch_for_ids(conn, SELECT_OF_PARENTS_PG, SELECT_OF_PARENTS_SQLITE, parent_ids)
-        return [ParentRelationRow(r["event_id"], r["relates_to_id"], r["rel_type"], r["sender"],
-                                  r["type"], r["origin_server_ts"]) for r in rows]
+    async def redactions_and_relations(self, conn: Connection, event_ids: Sequence[str], *,
+                                       parent_ids: Sequence[str], user_id: str) -> FormatRead:
+        """The redactions of `event_ids` and the relations bundled into `parent_ids`
+        (for `user_id`), in one statement."""
+        if is_postgres(conn):
+            rows = await conn.fetch(SELECT_FORMAT_READ_PG, list(parent_ids), user_id, list(event_ids))
+        else:
+            rows = await conn.fetch(SELECT_FORMAT_READ_SQLITE, json_id_list(parent_ids), user_id,
+                                    json_id_list(event_ids))
+        redactions: dict[str, list[Redaction]] = {}
+        children: list[ParentRelationRow] = []
+        threads: dict[str, ThreadSummaryRow] = {}
+        for r in rows:
+            if r["kind"] == 0:
+                redactions.setdefault(r["target"], []).append(
+                    Redaction(r["event_id"], r["target"], bool(r["n"])))
+            elif r["kind"] == 1:
+                children.append(ParentRelationRow(r["event_id"], r["target"], r["rel_type"],
+                                                  r["sender"], r["type"], int(r["n"])))
+            else:
+                threads[r["target"]] = ThreadSummaryRow(r["target"], r["event_id"], int(r["n"]),
+                                                        int(r["own"] or 0))
+        return FormatRead(redactions, children, threads)
 
     async def thread_summaries(self, conn: Connection, root_ids: Sequence[str],
                                user_id: str) -> dict[str, ThreadSummaryRow]:

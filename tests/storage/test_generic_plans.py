@@ -5,7 +5,8 @@ PostgreSQL may switch to a generic plan and keep it until the tables are analyze
 A plan made while `events` was nearly empty (a fresh server, then a busy room) chose a
 sequential scan of `events` for a plain join, and kept reading every event on each send
 and /sync as the room grew. These tests make the generic plan on an empty database, the
-worst case, and check that it looks rows up by index instead.
+worst case, and check that it looks rows up by index instead. Reads whose custom plans
+cost more to make than to run must also settle on that generic plan.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from homeserver.storage import room_batch
 from homeserver.storage.database import Database
 from homeserver.storage.events import SELECT_REDACTIONS_PG
+from homeserver.storage.relations import SELECT_FORMAT_READ_PG
 
 # The tables whose growth made a scan costly: every room's events and every sent
 # message's transaction ID.
@@ -49,3 +51,28 @@ async def test_head_read_looks_events_and_transaction_ids_up_by_key(database: Da
                                "'!r', ARRAY['@a'], ARRAY['D'], ARRAY['t']")
     assert _scans(plan) == [], plan
     assert "events_pkey" in plan and "event_txn_ids_pkey" in plan, plan
+
+
+async def test_format_read_looks_events_and_relations_up_by_key(database: Database) -> None:
+    plan = await _generic_plan(database, SELECT_FORMAT_READ_PG, "text[], text, text[]",
+                               "ARRAY['$p'], '@u', ARRAY['$a']")
+    assert _scans(plan) == [], plan
+    assert "Seq Scan on event_relations " not in plan, plan
+    # The redactions' and the edits' events, each by primary key.
+    assert plan.count("events_pkey") == 2, plan
+
+
+@pytest.mark.parametrize("sql, args", [
+    (SELECT_REDACTIONS_PG, (["$a"],)),
+    (SELECT_FORMAT_READ_PG, (["$p"], "@u", ["$a"])),
+])
+async def test_reads_of_id_lists_keep_their_generic_plan(database: Database, sql: str,
+                                                         args: tuple[object, ...]) -> None:
+    # A custom plan of these reads costs more to make than to run; PostgreSQL must settle
+    # on the generic plan checked above (five custom plans first, then the generic one).
+    async with database.connection() as conn:
+        for _ in range(8):
+            await conn.fetch(sql, *args)
+        row = await conn.fetchrow("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                                  " WHERE statement = $1", sql)
+    assert row is not None and row["generic_plans"] >= 2, row
