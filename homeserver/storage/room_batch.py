@@ -44,7 +44,8 @@ SELECT r.room_id, r.room_version, r.creator, r.created_ts, r.is_public, r.curren
   ARRAY(SELECT (SELECT x.event_id FROM event_txn_ids x
                 WHERE x.user_id = k.user_id AND x.device_id = k.device_id
                   AND x.txn_id = k.txn_id LIMIT 1)
-        FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+        FROM unnest((SELECT $2::text[]), (SELECT $3::text[]), (SELECT $4::text[]))
+             WITH ORDINALITY
              AS k(user_id, device_id, txn_id, n)
         ORDER BY k.n) AS txn_events
 FROM (SELECT $1::text AS room_id) q LEFT JOIN rooms r ON r.room_id = q.room_id

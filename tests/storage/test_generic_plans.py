@@ -65,6 +65,10 @@ async def test_format_read_looks_events_and_relations_up_by_key(database: Databa
 @pytest.mark.parametrize("sql, args", [
     (SELECT_REDACTIONS_PG, (["$a"],)),
     (SELECT_FORMAT_READ_PG, (["$p"], "@u", ["$a"])),
+    # The head read of every send batch: its custom plans knew the transaction-ID
+    # arrays' length and so always looked cheaper than the generic plan, and each send
+    # spent 0.1-0.16 ms planning what runs in 0.03-0.07 ms.
+    (room_batch.SELECT_HEAD_PG, ("!r", ["@a"], ["D"], ["t"])),
 ])
 async def test_reads_of_id_lists_keep_their_generic_plan(database: Database, sql: str,
                                                          args: tuple[object, ...]) -> None:
