@@ -20,7 +20,10 @@ _FOR_EVENTS = """
 SELECT event_id, txn_id FROM event_txn_ids
 WHERE user_id = $2 AND device_id = $3 AND event_id {}
 """
-SELECT_FOR_EVENTS_PG = _FOR_EVENTS.format("= ANY($1::text[])")
+# The array through a scalar subquery, so that PostgreSQL keeps the generic plan (see
+# storage/events.py, SELECT_REDACTIONS_PG): this read runs on /sync for a device's own
+# events, and was planned anew each time.
+SELECT_FOR_EVENTS_PG = _FOR_EVENTS.format("= ANY((SELECT $1::text[])::text[])")
 SELECT_FOR_EVENTS_SQLITE = _FOR_EVENTS.format("IN (SELECT value FROM json_each($1))")
 
 

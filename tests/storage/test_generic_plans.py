@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from homeserver.storage import room_batch
+from homeserver.storage import room_batch, txn_ids
 from homeserver.storage.database import Database
-from homeserver.storage.events import SELECT_REDACTIONS_PG
+from homeserver.storage.events import SELECT_MANY_PG, SELECT_REDACTIONS_PG
 from homeserver.storage.relations import SELECT_FORMAT_READ_PG
 
 # The tables whose growth made a scan costly: every room's events and every sent
@@ -62,6 +62,18 @@ async def test_format_read_looks_events_and_relations_up_by_key(database: Databa
     assert plan.count("events_pkey") == 2, plan
 
 
+async def test_events_by_id_read_looks_events_up_by_key(database: Database) -> None:
+    plan = await _generic_plan(database, SELECT_MANY_PG, "text[]", "ARRAY['$a']")
+    assert _scans(plan) == [], plan
+    assert "events_pkey" in plan and "rooms_pkey" in plan, plan
+
+
+async def test_transaction_ids_read_looks_them_up_by_event(database: Database) -> None:
+    plan = await _generic_plan(database, txn_ids.SELECT_FOR_EVENTS_PG, "text[], text, text",
+                               "ARRAY['$a'], '@u', 'D'")
+    assert _scans(plan) == [], plan
+
+
 @pytest.mark.parametrize("sql, args", [
     (SELECT_REDACTIONS_PG, (["$a"],)),
     (SELECT_FORMAT_READ_PG, (["$p"], "@u", ["$a"])),
@@ -69,6 +81,8 @@ async def test_format_read_looks_events_and_relations_up_by_key(database: Databa
     # arrays' length and so always looked cheaper than the generic plan, and each send
     # spent 0.1-0.16 ms planning what runs in 0.03-0.07 ms.
     (room_batch.SELECT_HEAD_PG, ("!r", ["@a"], ["D"], ["t"])),
+    (SELECT_MANY_PG, (["$a"],)),
+    (txn_ids.SELECT_FOR_EVENTS_PG, (["$a"], "@u", "D")),
 ])
 async def test_reads_of_id_lists_keep_their_generic_plan(database: Database, sql: str,
                                                          args: tuple[object, ...]) -> None:
