@@ -15,7 +15,7 @@ import pytest
 
 from homeserver.storage import room_batch, txn_ids
 from homeserver.storage.database import Database
-from homeserver.storage.events import SELECT_MANY_PG, SELECT_REDACTIONS_PG
+from homeserver.storage.events import SELECT_MANY_PG, SELECT_REDACTIONS_PG, SELECT_STREAM_RANGE
 from homeserver.storage.relations import SELECT_FORMAT_READ_PG
 
 # The tables whose growth made a scan costly: every room's events and every sent
@@ -94,3 +94,10 @@ async def test_reads_of_id_lists_keep_their_generic_plan(database: Database, sql
         row = await conn.fetchrow("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
                                   " WHERE statement = $1", sql)
     assert row is not None and row["generic_plans"] >= 2, row
+
+
+async def test_stream_range_read_looks_events_up_by_position(database: Database) -> None:
+    # What every woken /sync reads first: the events committed since its token.
+    plan = await _generic_plan(database, SELECT_STREAM_RANGE, "bigint, bigint, int", "1, 2, 50")
+    assert _scans(plan) == [], plan
+    assert "events_stream_ordering_key" in plan, plan
