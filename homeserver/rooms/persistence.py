@@ -105,6 +105,10 @@ class PersistedEvent:
     # when not known): a woken /sync needs the one before its first timeline event, and
     # with this it need not read it back (sync/sync_service.py, room_event_listener).
     state_ids: tuple[int, int] | None = None
+    # Every stream's position once the event's batch committed, when the batch knows
+    # them (room_batch.TimelineWritten.positions): a woken /sync may take its token from
+    # here instead of reading the positions. None when not known.
+    stream_positions: Mapping[str, int] | None = None
 
     @property
     def event_id(self) -> str:
@@ -133,6 +137,9 @@ class _BatchView:
     deferred: list[_Deferred] = attrs.Factory(list)
     # Transaction IDs used by this batch's successful sends -> the send's index.
     txns: dict[TxnKey, int] = attrs.Factory(dict)
+    # A send was persisted on its own path (state, redaction, ...): it may take stream
+    # positions after the final flush's snapshot of them, which then says nothing.
+    not_only_deferred: bool = False
 
 
 @attrs.frozen
@@ -289,7 +296,7 @@ class EventPersister:
                     outcomes[i] = await self._persist_send(conn, send, view, i, outcomes)
                     if txn is not None and not isinstance(outcomes[i], BaseException):
                         view.txns[txn] = i
-                await self._flush(conn, view, outcomes)
+                await self._flush(conn, view, outcomes, final=True)
                 for i, first in repeats:
                     original = outcomes[first]
                     assert isinstance(original, PersistedEvent)
@@ -330,6 +337,7 @@ class EventPersister:
             except Exception as e:  # this send's own failure (auth, format, ...)
                 return e
             return None
+        view.not_only_deferred = True
         await self._flush(conn, view, outcomes)
         try:
             async with conn.savepoint():
@@ -377,9 +385,13 @@ class EventPersister:
         view.pdus[pdu.event_id] = pdu
 
     async def _flush(self, conn: Connection, view: _BatchView,
-                     outcomes: list[PersistedEvent | BaseException | None]) -> None:
+                     outcomes: list[PersistedEvent | BaseException | None], *,
+                     final: bool = False) -> None:
         """Write the deferred events' rows: what `_persist` writes for a timeline event
-        on top of the current state (which it leaves unchanged), all in one store call."""
+        on top of the current state (which it leaves unchanged), all in one store call.
+        `final`: the batch's last flush; if every send of the batch was deferred, no
+        stream position is taken after it (the derived and batch writers take none), so
+        its snapshot of the positions holds at commit."""
         deferred, view.deferred = view.deferred, []
         if not deferred:
             return
@@ -394,14 +406,16 @@ class EventPersister:
             txns=[(d.txn.user_id, d.txn.device_id, d.txn.txn_id, d.pdu.event_id)
                   for d in deferred if d.txn is not None],
             now_ms=self._clock.time_ms())
-        orderings = await room_batch.write_timeline(conn, EVENTS_STREAM, rows)
+        written = await room_batch.write_timeline(conn, EVENTS_STREAM, rows)
+        positions = written.positions if final and not view.not_only_deferred else None
         view.stored_extremities = list(view.extremities)
-        for d, ordering in zip(deferred, orderings, strict=True):
+        for d, ordering in zip(deferred, written.orderings, strict=True):
             for writer in self.derived_writers:
                 await writer(conn, d.pdu, ordering)
             outcomes[d.index] = PersistedEvent(
                 d.pdu, ordering, current_snapshot_id=view.room.current_snapshot_id,
-                state_ids=(d.before_snapshot_id, d.before_snapshot_id))
+                state_ids=(d.before_snapshot_id, d.before_snapshot_id),
+                stream_positions=positions)
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
         """The batch writers in one savepoint (one round trip each way on PostgreSQL):

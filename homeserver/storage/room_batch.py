@@ -59,7 +59,8 @@ WHERE user_id = $2 AND device_id = $3 AND txn_id IN (SELECT value FROM json_each
 # auth edges, $15 each event's state snapshot (before = after: not state), $16/$17
 # extremities removed/added, $18 now, $19-$22 transaction IDs. The CTEs all see the
 # snapshot the statement started with, so none may read what another writes; none does
-# (the events take their positions from `pos`'s RETURNING).
+# (the events take their positions from `pos`'s RETURNING). The last SELECT also returns
+# every stream's position in that snapshot (see `TimelineWritten.positions`).
 WRITE_TIMELINE_PG = """
 WITH pos AS (
     INSERT INTO stream_positions (stream, position) VALUES ($1, cardinality($3::text[]))
@@ -94,7 +95,9 @@ WITH pos AS (
     FROM unnest($19::text[], $20::text[], $21::text[], $22::text[])
          AS t(user_id, device_id, txn_id, event_id)
 )
-SELECT position FROM pos
+SELECT pos.position, s.streams, s.positions
+FROM pos, (SELECT array_agg(stream) AS streams, array_agg(position) AS positions
+           FROM stream_positions) s
 """
 
 
@@ -122,6 +125,25 @@ class TimelineRows:
     # (user_id, device_id, txn_id, event_id)
     txns: Sequence[tuple[str, str | None, str, str]]
     now_ms: int
+
+
+@attrs.frozen
+class TimelineWritten:
+    """What `write_timeline` did: the events' stream positions, and (PostgreSQL) every
+    stream's position as the statement saw it, with `stream` moved to the last event's.
+
+    `positions` is for waking /sync without reading the positions again: once the
+    caller's transaction commits, nothing at or below any of them is uncommitted (each
+    stream's counter row is locked from a writer's bump to its commit, so positions
+    commit in order). None when it cannot say that: on SQLite (where reading them is
+    cheaper than carrying them), and when another writer of `stream` committed between
+    the statement's snapshot and its own bump (the statement waited for that writer's
+    lock), since that writer's other streams' positions may then be missing from the
+    snapshot. Positions the caller's transaction takes after this statement are not in
+    it either: the caller must know it takes none."""
+
+    orderings: range
+    positions: dict[str, int] | None
 
 
 async def read_head(conn: Connection, room_id: str,
@@ -160,15 +182,15 @@ def _room(r: Row) -> RoomRow | None:
                    bool(r["is_public"]), r["current_snapshot_id"])
 
 
-async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> range:
-    """Write `rows` in the caller's transaction; returns the events' stream positions
-    (consecutive, taken from `stream` as streams.next_positions does)."""
+async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> TimelineWritten:
+    """Write `rows` in the caller's transaction; the events' stream positions are
+    consecutive, taken from `stream` as streams.next_positions does."""
     if not rows.events:
         raise ValueError("no events to write")
     pdus = [pdu for pdu, _ in rows.events]
     if not is_postgres(conn):
-        return await _write_timeline_sqlite(conn, stream, rows, pdus)
-    last = await conn.fetchval(
+        return TimelineWritten(await _write_timeline_sqlite(conn, stream, rows, pdus), None)
+    row = await conn.fetchrow(
         WRITE_TIMELINE_PG, stream, rows.room_id,
         [p.event_id for p in pdus], [p.depth for p in pdus], [p.type for p in pdus],
         [p.state_key for p in pdus], [p.sender for p in pdus],
@@ -182,8 +204,13 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> r
         list(rows.remove_extremities), list(rows.add_extremities), rows.now_ms,
         [t[0] for t in rows.txns], [t[1] or "" for t in rows.txns], [t[2] for t in rows.txns],
         [t[3] for t in rows.txns])
-    last = int(last)
-    return range(last - len(pdus) + 1, last + 1)
+    assert row is not None
+    last = int(row["position"])
+    orderings = range(last - len(pdus) + 1, last + 1)
+    seen = dict(zip(row["streams"] or (), (int(p) for p in row["positions"] or ()), strict=True))
+    if seen.get(stream, 0) != orderings.start - 1:
+        return TimelineWritten(orderings, None)  # another writer got in between
+    return TimelineWritten(orderings, {**seen, stream: last})
 
 
 async def _write_timeline_sqlite(conn: Connection, stream: str, rows: TimelineRows,

@@ -39,6 +39,9 @@ class Notification:
     position: int
     users: frozenset[str] = frozenset()
     rooms: frozenset[str] = frozenset()
+    # Every stream's position, all committed (none uncommitted at or below them), when
+    # the writer knows them (a room batch on PostgreSQL): see `Notifier.committed_token`.
+    token: SyncToken | None = None
 
 
 class _Waiter:
@@ -108,6 +111,10 @@ class Notifier:
         self._max_per_user = max_waiters_per_user
         self._publishers: list[Callable[[Notification], None]] = []
         self._closed = False
+        # The highest position notified on each stream, and the token carried by the
+        # latest notification (None if it carried none): see committed_token.
+        self._notified: dict[str, int] = {}
+        self._latest_token: SyncToken | None = None
         # Room events are observed there before they are notified; every events
         # notification passes `deliver`, local or from another process, so the log hears
         # of those it did not observe (see room_states.py).
@@ -139,10 +146,12 @@ class Notifier:
         self._publishers.append(publish)
 
     def notify(self, stream: str, position: int, *, users: Iterable[str] = (),
-               rooms: Iterable[str] = ()) -> None:
+               rooms: Iterable[str] = (), token: SyncToken | None = None) -> None:
         """Stream `stream` reached `position`, touching these users and rooms. Call after
-        the write has committed, never inside the transaction."""
-        notification = Notification(stream, position, frozenset(users), frozenset(rooms))
+        the write has committed, never inside the transaction. `token`: every stream's
+        position as the writer's transaction saw them, when it knows them."""
+        notification = Notification(stream, position, frozenset(users), frozenset(rooms),
+                                    token)
         for publish in self._publishers:
             try:
                 publish(notification)
@@ -154,6 +163,9 @@ class Notifier:
         """Wake local waiters for a notification (local, or from another process)."""
         if n.stream not in STREAMS:
             raise ValueError(f"unknown stream {n.stream!r}")
+        if n.position > self._notified.get(n.stream, 0):
+            self._notified[n.stream] = n.position
+        self._latest_token = n.token
         if n.stream == EVENTS:
             for room_id in n.rooms:
                 self.room_states.seen(room_id, n.position)
@@ -167,11 +179,31 @@ class Notifier:
                 if n.position > waiter.since[n.stream] and not waiter.future.done():
                     waiter.future.set_result(True)
 
-    def notify_room_event(self, room_id: str, position: int, *, member: str | None = None) -> None:
+    def notify_room_event(self, room_id: str, position: int, *, member: str | None = None,
+                          token: SyncToken | None = None) -> None:
         """A room event was persisted. `member` is the state_key of an m.room.member event:
         that user is woken directly because they may not be waiting on the room yet (an
         invite, or a join from another device)."""
-        self.notify(EVENTS, position, rooms=(room_id,), users=() if member is None else (member,))
+        self.notify(EVENTS, position, rooms=(room_id,), users=() if member is None else (member,),
+                    token=token)
+
+    def committed_token(self) -> SyncToken | None:
+        """A token with nothing uncommitted at or below it, and no older than what has
+        been notified, without reading the database; None if it cannot be had that way.
+
+        Known only while the latest notification carried a token (a room batch on
+        PostgreSQL, whose timeline statement saw every stream's position). Merged with
+        the highest position notified on each stream, it covers what was committed
+        before that statement and everything notified since, by the contract above
+        (notify only once committed). What it can miss is a write committed after that
+        statement that never notifies: the one such writer, the device-list change a
+        membership records, commits with a membership event, whose own notification
+        carries no token (it is a state event), so the next read goes to the database;
+        and a membership committed while the statement waited for the events stream
+        makes the batch carry no token at all (room_batch.TimelineWritten)."""
+        if self._latest_token is None:
+            return None
+        return self._latest_token.merge_max(SyncToken(dict(self._notified)))
 
     def has_update(self, user_id: str, since: SyncToken, rooms: Iterable[str]) -> bool:
         """Whether something relevant was notified after `since` (may be a false positive)."""

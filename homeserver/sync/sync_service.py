@@ -58,7 +58,7 @@ from homeserver.sync.sync_result import (
     SyncRequest,
     SyncResult,
 )
-from homeserver.sync.tokens import EVENTS, TYPING, CurrentTokenReader, SyncToken
+from homeserver.sync.tokens import EVENTS, TYPING, CurrentTokenReader, SyncToken, token_from
 from homeserver.sync.typing import TypingService
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,10 @@ def room_event_listener(notifier: Notifier, queries: SyncQueries,
             pdu.room_id, persisted.stream_ordering, persisted.current_snapshot_id,
             event_id=pdu.event_id, prev_events=pdu.prev_event_ids, state=pdu.is_state(),
             member=member is not None)
-        notifier.notify_room_event(pdu.room_id, persisted.stream_ordering, member=member)
+        positions = persisted.stream_positions
+        notifier.notify_room_event(
+            pdu.room_id, persisted.stream_ordering, member=member,
+            token=None if positions is None else token_from(positions.items()))
     return on_event
 
 
@@ -132,7 +135,8 @@ class SyncService:
         self._personal = PersonalReads(db, self._queries, counts=counts is None,
                                        keys=e2e is not None)
         self._tokens = CurrentTokenReader(db, lambda: {TYPING: typing.position},
-                                          on_read=self._token_read)
+                                          on_read=self._token_read,
+                                          committed=notifier.committed_token)
         # user -> (events position, rooms joined then), from the user's last computed sync.
         self._joined: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
 

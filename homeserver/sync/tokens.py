@@ -167,13 +167,19 @@ class CurrentTokenReader:
     it was woken for. Each caller waits on a future of its own (one that goes away takes
     no one else's answer with it). `on_read` sees every token read (it is committed:
     read outside any transaction).
+
+    `committed` may offer a token known to be committed without a read (see
+    Notifier.committed_token); while it does, callers get it at once, merged with the
+    in-memory positions and the last token, and nothing is read.
     """
 
     def __init__(self, db: Any, in_memory: Callable[[], Mapping[str, int]],
-                 on_read: Callable[[SyncToken], None] = lambda token: None):
+                 on_read: Callable[[SyncToken], None] = lambda token: None,
+                 committed: Callable[[], SyncToken | None] = lambda: None):
         self._db = db
         self._in_memory = in_memory
         self._on_read = on_read
+        self._committed = committed
         # The callers of the read that has not started yet (None: no read scheduled).
         self._waiting: list[asyncio.Future[SyncToken]] | None = None
         self._running: set[asyncio.Task[None]] = set()  # referenced until done
@@ -181,6 +187,14 @@ class CurrentTokenReader:
         self.last: SyncToken | None = None
 
     async def read(self) -> SyncToken:
+        known = self._committed()
+        if known is not None:
+            token = known.merge_max(token_from(self._in_memory().items()))
+            if self.last is not None:
+                token = token.merge_max(self.last)
+            self.last = token
+            self._on_read(token)
+            return token
         loop = asyncio.get_running_loop()
         if self._waiting is None:
             self._waiting = []

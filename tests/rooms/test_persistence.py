@@ -12,7 +12,7 @@ from homeserver.errors import Forbidden, NotFound, TooLarge
 from homeserver.rooms import persistence
 from homeserver.rooms.persistence import PersistedEvent, TxnKey
 from homeserver.rooms.service import RoomService
-from homeserver.storage import room_batch
+from homeserver.storage import room_batch, streams
 from homeserver.storage.database import Database
 from tests.rooms.conftest import ALICE, BOB, SERVER, make_room
 
@@ -516,3 +516,37 @@ async def test_two_processes_sending_to_one_room(rooms: RoomService, database: D
     ordered = [pdus[r[0]] for r in rows]
     for earlier, later in zip(ordered, ordered[1:], strict=False):
         assert later.prev_event_ids == [earlier.event_id]
+
+
+async def test_a_batch_of_messages_carries_the_committed_stream_positions(
+        rooms: RoomService, database: Database, engine: str) -> None:
+    """On PostgreSQL a batch of timeline events hands its syncs every stream's position
+    (what they would read once it committed); a batch that also persists a state event
+    takes positions on its own path and hands none, and SQLite hands none."""
+    room_id = await make_room(rooms)
+
+    def message(body: str) -> object:
+        return rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                     "sender": ALICE, "content": {"body": body}})
+
+    messages = await asyncio.gather(*(message(str(i)) for i in range(4)))
+    async with database.connection() as conn:
+        committed = await streams.all_positions(conn)
+    for persisted in messages:
+        assert isinstance(persisted, PersistedEvent)
+        if engine != "postgres":
+            assert persisted.stream_positions is None
+            continue
+        # Each batch's: its own last event on the events stream, the rest as they are.
+        positions = persisted.stream_positions
+        assert positions is not None and positions["events"] >= persisted.stream_ordering
+        assert {**positions, "events": committed["events"]} == committed
+    last = max(messages, key=lambda p: p.stream_ordering)  # type: ignore[union-attr]
+    assert last.stream_positions == (committed if engine == "postgres" else None)  # type: ignore[union-attr]
+    mixed = await asyncio.gather(
+        message("a"), message("b"),
+        rooms.persister.send({"type": "m.room.topic", "room_id": room_id, "sender": ALICE,
+                              "state_key": "", "content": {"topic": "t"}}),
+        message("c"))
+    # The first send runs alone (a pure batch); the three queued behind it share one.
+    assert [getattr(p, "stream_positions", None) is None for p in mixed[1:]] == [True] * 3

@@ -3,6 +3,9 @@ the one-statement PostgreSQL forms answer and write what the per-table SQLite fo
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 import signedjson.key
 
 from homeserver.clock import FakeClock
@@ -10,7 +13,7 @@ from homeserver.events.pdu import Pdu
 from homeserver.rooms.creation import CreateRoomRequest
 from homeserver.rooms.persistence import TxnKey
 from homeserver.rooms.service import RoomService
-from homeserver.storage import room_batch
+from homeserver.storage import room_batch, streams
 from homeserver.storage.database import Database
 
 ALICE = "@alice:test.local"
@@ -50,7 +53,7 @@ async def test_head_reads_the_room_its_extremities_and_used_transaction_ids(
 
 
 async def test_timeline_rows_with_several_events_and_extremities(
-        database: Database, clock: FakeClock) -> None:
+        database: Database, clock: FakeClock, engine: str) -> None:
     """Two events replacing two of three extremities, with edges, auth edges, state rows
     and transaction IDs, numbered from the stream."""
     rooms, room_id = await _room(database, clock)
@@ -69,12 +72,17 @@ async def test_timeline_rows_with_several_events_and_extremities(
     async with database.transaction() as conn:
         await rooms.stores.events.update_extremities(conn, room_id, remove=[], add=["$a", "$b"])
         position = await conn.fetchval("SELECT position FROM stream_positions WHERE stream = 'events'")
-        orderings = await room_batch.write_timeline(conn, "events", room_batch.TimelineRows(
+        written = await room_batch.write_timeline(conn, "events", room_batch.TimelineRows(
             room_id, [(first, room.current_snapshot_id), (second, room.current_snapshot_id)],
             remove_extremities=[tip, "$a"], add_extremities=[first.event_id, second.event_id],
             txns=[(ALICE, None, "x", first.event_id), (ALICE, "D", "x", second.event_id)],
             now_ms=1234))
+    orderings = written.orderings
     assert list(orderings) == [position + 1, position + 2]
+    async with database.connection() as conn:
+        committed = await streams.all_positions(conn)
+    # PostgreSQL: every stream's position comes with the write, as they are once committed.
+    assert written.positions == (committed if engine == "postgres" else None)
     async with database.connection() as conn:
         extremities = await conn.fetch(
             "SELECT event_id FROM forward_extremities WHERE room_id = $1", room_id)
@@ -101,3 +109,58 @@ async def test_timeline_rows_with_several_events_and_extremities(
         assert sorted(tuple(r) for r in txns) == sorted([
             (ALICE, "", "x", first.event_id, room_id, 1234),
             (ALICE, "D", "x", second.event_id, room_id, 1234)])
+
+
+async def _message_rows(rooms: RoomService, database: Database, room_id: str,
+                        n: int) -> room_batch.TimelineRows:
+    async with database.connection() as conn:
+        [tip] = await rooms.stores.events.forward_extremities(conn, room_id)
+        tip_pdu = (await rooms.stores.events.get_pdus(conn, [tip]))[tip]
+        room = await rooms.stores.rooms.get(conn, room_id)
+    assert room is not None and room.current_snapshot_id is not None
+    fields = {k: v for k, v in tip_pdu.get_json().items() if k != "state_key"}
+    fields.update(type="m.room.message", content={"n": n}, depth=tip_pdu.depth + 1,
+                  origin_server_ts=tip_pdu.origin_server_ts + n)
+    pdu = Pdu(fields, tip_pdu.room_version)
+    return room_batch.TimelineRows(room_id, [(pdu, room.current_snapshot_id)],
+                                   remove_extremities=[tip], add_extremities=[pdu.event_id],
+                                   txns=[], now_ms=1)
+
+
+@pytest.mark.parametrize("engine", ["postgres"])
+async def test_positions_are_not_vouched_for_after_waiting_for_another_writer(
+        database: Database, clock: FakeClock) -> None:
+    """The statement's snapshot is taken before it waits for the events counter: if
+    another writer held it, that writer's other positions may be missing, so the write
+    reports no positions (the events stream is still numbered right)."""
+    rooms, room_id = await _room(database, clock)
+    rows = await _message_rows(rooms, database, room_id, 1)
+    started = asyncio.Event()
+
+    async def waiting_writer() -> room_batch.TimelineWritten:
+        async with database.transaction() as conn:
+            started.set()
+            return await room_batch.write_timeline(conn, "events", rows)
+
+    async with database.transaction() as first:
+        # Another writer: an events position and a device-list one, not yet committed.
+        taken = await streams.next_position(first, "events")
+        await streams.next_position(first, "device_lists")
+        task = asyncio.create_task(waiting_writer())
+        await started.wait()
+        for _ in range(500):  # bounded: until the second writer is seen waiting
+            waiting = await database.fetchval(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted")
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == 1 and not task.done()
+    written = await task
+    assert list(written.orderings) == [taken + 1]
+    assert written.positions is None
+    # Alone, the same kind of write vouches for every position.
+    alone = await _message_rows(rooms, database, room_id, 2)
+    async with database.transaction() as conn:
+        written = await room_batch.write_timeline(conn, "events", alone)
+    async with database.connection() as conn:
+        assert written.positions == await streams.all_positions(conn)

@@ -124,3 +124,20 @@ async def test_membership_event_wakes_the_member_before_they_wait_on_the_room() 
     invitee = await _started(n.wait_for("@new:x", T0, set(), LONG))
     n.notify_room_event("!r:x", 11, member="@new:x")
     assert await invitee is True
+
+
+def test_committed_token_only_while_the_latest_notification_carried_one() -> None:
+    n = Notifier()
+    assert n.committed_token() is None
+    n.notify("receipts", 9, rooms=["!r:x"])
+    assert n.committed_token() is None  # nothing vouches for the other streams
+    carried = SyncToken({"events": 20, "receipts": 4, "device_lists": 3})
+    n.notify_room_event("!r:x", 20, token=carried)
+    # The carried token, raised to what was notified: the receipt at 9 committed after
+    # the batch's statement saw 4, and was notified before the batch's own notification.
+    assert n.committed_token() == SyncToken({"events": 20, "receipts": 9, "device_lists": 3})
+    n.notify("to_device", 2, users=["@a:x"])
+    assert n.committed_token() is None  # a notification without a token: read again
+    n.deliver(Notification("events", 21, rooms=frozenset({"!r:x"}),
+                           token=SyncToken({"events": 21})))
+    assert n.committed_token() == SyncToken({"events": 21, "receipts": 9, "to_device": 2})

@@ -149,3 +149,26 @@ async def test_current_token_reader_never_answers_with_a_read_started_before_the
     assert (await early)["events"] == 1
     assert (await late)["events"] == 2
     assert db.reads == 2
+
+
+async def test_current_token_reader_takes_a_committed_token_without_reading() -> None:
+    db = _CountingDb()
+    db.position = 3
+    offered: list[SyncToken | None] = [None]
+    seen: list[SyncToken] = []
+    reader = CurrentTokenReader(db, lambda: {"typing": 7}, on_read=seen.append,
+                                committed=lambda: offered[0])
+    first = await reader.read()  # nothing offered: read
+    assert db.reads == 1 and first == SyncToken({"events": 3, "typing": 7})
+    offered[0] = SyncToken({"events": 5, "receipts": 2})
+    second = await reader.read()
+    # No read; the in-memory typing position and the last token are merged in.
+    assert db.reads == 1
+    assert second == SyncToken({"events": 5, "receipts": 2, "typing": 7})
+    assert seen == [first, second] and reader.last == second
+    # An offer older than the last token never takes a stream backwards.
+    offered[0] = SyncToken({"events": 4})
+    assert await reader.read() == second
+    offered[0] = None
+    db.position = 6
+    assert (await reader.read())["events"] == 6 and db.reads == 2
