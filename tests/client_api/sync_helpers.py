@@ -3,12 +3,15 @@ checked against the spec's OpenAPI schema."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from homeserver.sync.notifier import Notifier
 from tests.client_api.conftest import bearer, register
 from tests.spec_schemas import validate_response
 
@@ -85,3 +88,16 @@ def bodies(events: list[dict[str, Any]]) -> list[str]:
 def state_keys(body: dict[str, Any], room_id: str, section: str = "join") -> set[tuple[str, str]]:
     events = body["rooms"][section][room_id]["state"]["events"]
     return {(e["type"], e["state_key"]) for e in events}
+
+
+async def woken_by(notifier: Notifier, polls: list[Awaitable[dict[str, Any]]],
+                   wake: Awaitable[Any]) -> list[dict[str, Any]]:
+    """Start the long-polls, and once all of them wait on the notifier, `wake` them."""
+    tasks = [asyncio.ensure_future(p) for p in polls]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while notifier.waiter_count() < len(tasks):
+        assert loop.time() < deadline, "the syncs never started waiting"
+        await asyncio.sleep(0.001)
+    await wake
+    return list(await asyncio.gather(*tasks))

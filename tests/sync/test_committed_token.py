@@ -6,7 +6,6 @@ read as before. A real in-process server on both engines."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
@@ -19,7 +18,7 @@ from homeserver.storage.postgres_engine import PostgresConnection
 from homeserver.storage.sqlite_engine import SqliteConnection
 from homeserver.sync.tokens import SyncToken
 from tests.client_api.conftest import Connect, MakeHs, connect, make_hs  # noqa: F401 (fixtures)
-from tests.client_api.sync_helpers import C, User, ok, timeline
+from tests.client_api.sync_helpers import C, User, ok, timeline, woken_by
 
 
 @pytest.fixture
@@ -43,14 +42,8 @@ def _count_position_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 async def _woken_by(hs: Homeserver, poll: Awaitable[dict[str, Any]],
                     wake: Awaitable[Any]) -> dict[str, Any]:
-    task = asyncio.ensure_future(poll)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while hs.notifier.waiter_count() < 1:
-        assert loop.time() < deadline, "the sync never started waiting"
-        await asyncio.sleep(0.001)
-    await wake
-    return await task
+    [body] = await woken_by(hs.notifier, [poll], wake)
+    return body
 
 
 async def test_a_message_wakes_a_sync_without_a_positions_read_on_postgres(

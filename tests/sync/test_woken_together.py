@@ -4,7 +4,6 @@ response) and its own key counts, on a real in-process server on both engines.""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Awaitable
 from typing import Any
@@ -22,7 +21,7 @@ from homeserver.sync.sync_extras import SyncExtras
 from homeserver.sync.sync_service import SyncService
 from tests.client_api.conftest import Connect, MakeHs, connect, make_hs  # noqa: F401 (fixtures)
 from tests.client_api.e2e_helpers import Device
-from tests.client_api.sync_helpers import C, User, ok, timeline
+from tests.client_api.sync_helpers import C, User, ok, timeline, woken_by
 
 BATCHED_ALL = "batched memberships, unread and key counts"
 SINGLE_READS = "single-user count reads"
@@ -67,15 +66,7 @@ def _count_statements(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 async def _woken_by(hs: Homeserver, polls: list[Awaitable[dict[str, Any]]],
                     wake: Awaitable[Any]) -> list[dict[str, Any]]:
-    """Start the long-polls, and once all of them wait on the notifier, `wake` them."""
-    tasks = [asyncio.ensure_future(p) for p in polls]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while hs.notifier.waiter_count() < len(tasks):
-        assert loop.time() < deadline, "the syncs never started waiting"
-        await asyncio.sleep(0.001)
-    await wake
-    return list(await asyncio.gather(*tasks))
+    return await woken_by(hs.notifier, polls, wake)
 
 
 def _counts(body: dict[str, Any], room: str) -> dict[str, int]:
