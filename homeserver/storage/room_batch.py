@@ -85,7 +85,16 @@ WITH pos AS (
     SELECT s.event_id, $2, s.snapshot_id, s.snapshot_id
     FROM unnest($3::text[], $15::bigint[]) AS s(event_id, snapshot_id)
 ), removed AS (
-    DELETE FROM forward_extremities WHERE room_id = $2 AND event_id = ANY($16::text[])
+    -- Each row found by its whole key, then deleted by its address. The plain form
+    -- (room_id = $2 AND event_id = ANY($16)) gets a generic plan that finds all of the
+    -- room's index entries and filters them by event ID; as a bitmap scan (the plan of a
+    -- fresh database), it walked every dead entry the room's earlier batches had left,
+    -- one more per batch until the next vacuum (tests/storage/test_generic_plans.py).
+    DELETE FROM forward_extremities f
+    WHERE f.ctid = ANY(ARRAY(
+        SELECT x.ctid FROM unnest($16::text[]) AS r(event_id)
+        CROSS JOIN LATERAL (SELECT y.ctid FROM forward_extremities y
+                            WHERE y.room_id = $2 AND y.event_id = r.event_id LIMIT 1) x))
 ), added AS (
     INSERT INTO forward_extremities (room_id, event_id)
     SELECT $2, a.event_id FROM unnest($17::text[]) AS a(event_id) ON CONFLICT DO NOTHING

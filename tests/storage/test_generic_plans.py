@@ -101,3 +101,28 @@ async def test_stream_range_read_looks_events_up_by_position(database: Database)
     plan = await _generic_plan(database, SELECT_STREAM_RANGE, "bigint, bigint, int", "1, 2, 50")
     assert _scans(plan) == [], plan
     assert "events_stream_ordering_key" in plan, plan
+
+
+async def test_timeline_write_finds_the_extremities_it_replaces_by_their_whole_key(
+        database: Database) -> None:
+    # With a realistic number of rooms the plain delete's generic plan looked the room up
+    # and filtered by event ID: every dead index entry of the room's earlier extremities
+    # (one per batch until the next vacuum) was walked again by each batch.
+    await database.execute(
+        "INSERT INTO forward_extremities (room_id, event_id)"
+        " SELECT '!r' || g, '$e' || g FROM generate_series(1, 5000) AS g")
+    await database.execute("ANALYZE forward_extremities")
+    types = ("text, text, text[], bigint[], text[], text[], text[], bigint[], text[], text[],"
+             " text[], text[], text[], text[], bigint[], text[], text[], bigint, text[], text[],"
+             " text[], text[]")
+    args = ("'events', '!r', ARRAY['$e'], ARRAY[1], ARRAY['t'], ARRAY[NULL], ARRAY['@a'],"
+            " ARRAY[1], ARRAY['{}'], ARRAY[NULL], ARRAY['$e'], ARRAY['$p'], ARRAY['$e'],"
+            " ARRAY['$a'], ARRAY[1], ARRAY['$p'], ARRAY['$e'], 1, ARRAY['@a'], ARRAY['D'],"
+            " ARRAY['t'], ARRAY['$e']")
+    plan = await _generic_plan(database, room_batch.WRITE_TIMELINE_PG, types, args)
+    lines = plan.splitlines()
+    lookups = [i for i, line in enumerate(lines)
+               if "Scan using forward_extremities_pkey" in line]
+    assert lookups, plan
+    for i in lookups:
+        assert "event_id" in lines[i + 1] and "Filter" not in lines[i + 2], plan
