@@ -107,6 +107,7 @@ from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.e2e_sync import E2eSync
 from homeserver.sync.filter_service import FilterService
+from homeserver.sync.local_batches import LocalBatches
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.presence import PresenceService
 from homeserver.sync.receipts import ReceiptService
@@ -199,7 +200,10 @@ class Homeserver:
         # Registered by _build_push behind the push evaluator: an event's notification
         # counts must be in the same /sync as the event (spec: #server-behaviour-1).
         self.sync_queries = SyncQueries()
-        self._sync_wake = room_event_listener(self.notifier, self.sync_queries)
+        # The latest batches sent here: their woken syncs need not read them back.
+        self.local_batches = LocalBatches()
+        self._sync_wake = room_event_listener(self.notifier, self.sync_queries,
+                                              self.local_batches)
         self.filters = FilterService(db, FilterStore())
         self.typing = TypingService(self.notifier, rooms, self.clock, self.scheduler)
         self.receipts = ReceiptService(db, ReceiptStore(), self.account_data_store, self.notifier,
@@ -216,7 +220,7 @@ class Homeserver:
         self.sync = SyncService(self.db, rooms.stores, rooms.loader, extras, self.typing,
                                 self.presence, self.notifier,
                                 counts=self._unread_counts, ignored=self.account_data,
-                                queries=self.sync_queries, e2e=e2e)
+                                queries=self.sync_queries, e2e=e2e, local=self.local_batches)
 
     def _build_push(self) -> None:
         """Push: rules (changes reach clients as m.push_rules account data), the

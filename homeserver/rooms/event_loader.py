@@ -41,6 +41,18 @@ class ClientEventLoader:
                                   include_room_id=include_room_id,
                                   depth=_BUNDLE_DEPTH if bundle_aggregations else 0)
 
+    def format_unreferenced(self, events: Sequence[StoredEvent], *,
+                            include_room_id: bool = True) -> list[JsonDict]:
+        """The events in client format for nobody in particular (no transaction IDs),
+        with nothing read: the caller knows that no event redacts or relates to any of
+        them (sync/local_batches.py) and that none replaced state."""
+        now = self._clock.time_ms()
+        out = []
+        for e in events:
+            assert e.replaces_state is None, "a replaced state event's content is read"
+            out.append(format_client_event(e.pdu, now_ms=now, include_room_id=include_room_id))
+        return out
+
     async def _format(self, conn: Connection, events: Sequence[StoredEvent], *, user_id: str,
                       device_id: str | None, include_room_id: bool, depth: int) -> list[JsonDict]:
         if not events:

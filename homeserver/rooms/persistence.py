@@ -48,6 +48,7 @@ from homeserver.events.pdu import Pdu
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.rooms.access import NOT_IN_ROOM
 from homeserver.rooms.locks import RoomLocks
+from homeserver.rooms.relations import relation_of
 from homeserver.rooms.room_state import (
     StateBefore,
     StateKey,
@@ -109,6 +110,8 @@ class PersistedEvent:
     # them (room_batch.TimelineWritten.positions): a woken /sync may take its token from
     # here instead of reading the positions. None when not known.
     stream_positions: Mapping[str, int] | None = None
+    # The event's batch, when nothing can refer to its events yet (see LocalBatch).
+    local_batch: LocalBatch | None = None
 
     @property
     def event_id(self) -> str:
@@ -117,6 +120,37 @@ class PersistedEvent:
     @property
     def room_id(self) -> str:
         return self.pdu.room_id
+
+
+@attrs.frozen(eq=False)
+class LocalBatch:
+    """The timeline events one batch created here, which took every stream ordering in
+    (`since`, `upto`], oldest first; none of them relates to or redacts another.
+
+    As of position `upto`, no event anywhere refers to one of these (no redaction, no
+    relation): their IDs are hashes nobody outside this process knew before the commit,
+    and they were created with nothing of the batch naming them. So a woken /sync can
+    take the batch as the stream window (`upto` - `since` events, nothing else in it)
+    and format its events without reading their redactions and relations
+    (sync/local_batches.py). An event committed later may refer to them: at any later
+    position they are read as usual."""
+
+    since: int
+    upto: int
+    events: tuple[tuple[Pdu, int], ...]
+
+
+def local_batch(pdus: Sequence[Pdu], orderings: Sequence[int]) -> LocalBatch | None:
+    """The batch of these new events (oldest first), or None when their orderings are not
+    consecutive or one of them names another (a relation or a redaction)."""
+    if not pdus or list(orderings) != list(range(orderings[0], orderings[0] + len(orderings))):
+        return None
+    ids = {p.event_id for p in pdus}
+    for pdu in pdus:
+        relation = relation_of(pdu.content)
+        if (relation is not None and relation.parent_id in ids) or pdu.redacts in ids:
+            return None
+    return LocalBatch(orderings[0] - 1, orderings[-1], tuple(zip(pdus, orderings, strict=True)))
 
 
 @attrs.define
@@ -407,7 +441,10 @@ class EventPersister:
                   for d in deferred if d.txn is not None],
             now_ms=self._clock.time_ms())
         written = await room_batch.write_timeline(conn, EVENTS_STREAM, rows)
-        positions = written.positions if final and not view.not_only_deferred else None
+        only = final and not view.not_only_deferred
+        positions = written.positions if only else None
+        # The whole batch, when these are all its events (they are all built here).
+        batch = local_batch([d.pdu for d in deferred], written.orderings) if only else None
         view.stored_extremities = list(view.extremities)
         for d, ordering in zip(deferred, written.orderings, strict=True):
             for writer in self.derived_writers:
@@ -415,7 +452,7 @@ class EventPersister:
             outcomes[d.index] = PersistedEvent(
                 d.pdu, ordering, current_snapshot_id=view.room.current_snapshot_id,
                 state_ids=(d.before_snapshot_id, d.before_snapshot_id),
-                stream_positions=positions)
+                stream_positions=positions, local_batch=batch)
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
         """The batch writers in one savepoint (one round trip each way on PostgreSQL):

@@ -22,6 +22,10 @@ never finish. The summaries of a window's rooms are read in the background as so
 window is (`prefetch_heroes`), so on PostgreSQL the woken syncs do not all wait a round
 trip for them.
 
+A window that is exactly one batch of sends made here is not read at all, nor are its
+events' redactions and relations as of that batch's position: nothing can refer to them
+yet (sync/local_batches.py).
+
 `PerUserBatch` is the other kind of sharing: one query for a per-user value of every
 sync that asks in the same turn of the loop (memberships, sync/personal_reads.py).
 """
@@ -41,6 +45,7 @@ from homeserver.rooms.event_loader import ClientEventLoader
 from homeserver.storage.database import Database
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.sync_queries import SyncQueries
+from homeserver.sync.local_batches import LocalBatches
 
 logger = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
@@ -126,6 +131,13 @@ class SharedMemo:
             self._futures.move_to_end(key)
         return future
 
+    def publish(self, key: Any, future: asyncio.Future[Any]) -> None:
+        """An answer made without reading (a done future)."""
+        self._futures[key] = future
+        self._futures.move_to_end(key)
+        while len(self._futures) > self._size:
+            self._futures.popitem(last=False)
+
     async def read(self, keys: Sequence[Any], read: Callable[[], Awaitable[T]]) -> T:
         """Read in the calling task, the answer published under `keys` meanwhile."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -206,8 +218,10 @@ class SharedReads:
                  queries: SyncQueries, *, max_window_events: int = MAX_WINDOW_EVENTS,
                  prefetch_heroes: int | None = None,
                  prefetch_rooms: Callable[[int, dict[str, list[StoredEvent]]], list[str]]
-                 | None = None):
+                 | None = None, local: LocalBatches | None = None):
         self._db = db
+        # The latest batches sent here: windows and formats with nothing to read.
+        self._local = local
         self._events = events
         self._loader = loader
         self._queries = queries
@@ -227,6 +241,9 @@ class SharedReads:
         while True:
             future = self._windows.pending(key)
             if future is None:
+                local = self._local_window(since, upto)
+                if local is not None:
+                    return local
                 return await self._windows.read([key], lambda: self._read_window(since, upto))
             try:
                 window: StreamWindow | None = await _wait(future)
@@ -238,16 +255,31 @@ class SharedReads:
         """The window of (since, upto] when it has been read already (what nearly every
         sync woken by one event finds), without a coroutine; else None (call `window`)."""
         future = self._windows.pending((since, upto))
-        if future is None or not future.done() or future.exception() is not None:
+        if future is None:
+            return self._local_window(since, upto)
+        if not future.done() or future.exception() is not None:
             return None
         window: StreamWindow | None = future.result()
+        return window
+
+    def _local_window(self, since: int, upto: int) -> StreamWindow | None:
+        """The window when it is one batch sent here (published for the others)."""
+        events = self._local.window(since, upto) if self._local is not None else None
+        if events is None or len(events) > self._max_window:
+            return None
+        window = self._window_of(since, upto, events)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(window)
+        self._windows.publish((since, upto), future)
         return window
 
     async def _read_window(self, since: int, upto: int) -> StreamWindow | None:
         async with self._db.connection() as conn:
             events = await self._events.stream_range(conn, since, upto, self._max_window)
-        if events is None:
-            return None
+        return None if events is None else self._window_of(since, upto, events)
+
+    def _window_of(self, since: int, upto: int, events: list[StoredEvent]) -> StreamWindow:
+        """The window of these events, its rooms' summaries read in the background."""
         by_room: dict[str, list[StoredEvent]] = {}
         for event in events:
             by_room.setdefault(event.pdu.room_id, []).append(event)
@@ -273,13 +305,21 @@ class SharedReads:
         changing anything (see `personal_copy`)."""
         by_id = {e.event_id: e for e in events}
         return await read_shared(self._formats, upto, list(by_id),
-                                 lambda missing: self._format([by_id[i] for i in missing]))
+                                 lambda missing: self._format(upto, [by_id[i] for i in missing]))
 
-    async def _format(self, events: list[StoredEvent]) -> dict[str, JsonDict]:
-        async with self._db.connection() as conn:
-            formatted = await self._loader.format(conn, events, user_id=NOBODY, device_id=None,
-                                                  include_room_id=False)
-        return {e.event_id: f for e, f in zip(events, formatted, strict=True)}
+    async def _format(self, upto: int, events: list[StoredEvent]) -> dict[str, JsonDict]:
+        local = self._local
+        plain = [] if local is None else [
+            e for e in events if e.replaces_state is None and local.unreferenced(e.event_id, upto)]
+        out = {e.event_id: f for e, f in zip(
+            plain, self._loader.format_unreferenced(plain, include_room_id=False), strict=True)}
+        if len(plain) < len(events):
+            rest = [e for e in events if e.event_id not in out]
+            async with self._db.connection() as conn:
+                formatted = await self._loader.format(conn, rest, user_id=NOBODY, device_id=None,
+                                                      include_room_id=False)
+            out.update((e.event_id, f) for e, f in zip(rest, formatted, strict=True))
+        return out
 
     async def summaries(self, upto: int, room_ids: Sequence[str],
                         max_heroes: int) -> dict[str, SummaryBase]:

@@ -40,6 +40,7 @@ from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Database
 from homeserver.storage.sync_queries import SyncQueries
 from homeserver.sync.e2e_sync import E2eSync
+from homeserver.sync.local_batches import LocalBatches
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.personal_reads import Personal, PersonalReads, room_counts
 from homeserver.sync.presence import PresenceService
@@ -87,12 +88,16 @@ class IgnoredUsers(Protocol):
 
 
 def room_event_listener(notifier: Notifier, queries: SyncQueries,
+                        local: LocalBatches | None = None,
                         ) -> Callable[[PersistedEvent], Awaitable[None]]:
     """The rooms service's `on_event_persisted` callback that wakes syncs (and tells the
-    notifier's room state log first: a woken sync may look the room up there; and the
-    sync queries the event's state snapshots, which a woken sync would otherwise read)."""
+    notifier's room state log first: a woken sync may look the room up there; the sync
+    queries the event's state snapshots, which a woken sync would otherwise read; and
+    `local` the batch sent here it belongs to, whose events it would read too)."""
     async def on_event(persisted: PersistedEvent) -> None:
         pdu = persisted.pdu
+        if local is not None and persisted.local_batch is not None:
+            local.note(persisted.local_batch)
         if persisted.state_ids is not None:
             queries.remember_event_state(pdu.event_id, *persisted.state_ids)
         member = pdu.state_key if pdu.type == "m.room.member" else None
@@ -112,7 +117,7 @@ class SyncService:
                  extras: SyncExtras, typing: TypingService, presence: PresenceService,
                  notifier: Notifier, *, counts: UnreadCounts | None = None,
                  ignored: IgnoredUsers | None = None, queries: SyncQueries | None = None,
-                 e2e: E2eSync | None = None):
+                 e2e: E2eSync | None = None, local: LocalBatches | None = None):
         self._db = db
         self._stores = stores
         self._queries = queries or SyncQueries()
@@ -120,7 +125,8 @@ class SyncService:
         self._room_states = notifier.room_states
         self._shared = SharedReads(db, stores.events, loader, self._queries,
                                    prefetch_heroes=MAX_HEROES,
-                                   prefetch_rooms=partial(summaries_wanted, notifier.room_states))
+                                   prefetch_rooms=partial(summaries_wanted, notifier.room_states),
+                                   local=local)
         self._rooms = RoomSync(stores, loader, self._queries, self._shared)
         self._room_extras = RoomExtras(stores, self._queries, self._shared)
         self._extras = extras
