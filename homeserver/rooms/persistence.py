@@ -79,6 +79,9 @@ MAX_SENDS_PER_COMMIT = 32
 # State reads kept across batches, (snapshot, keys) -> entries: a few hundred bytes each;
 # one per room, event type and sender in use is what a busy server needs.
 STATE_READS_CACHE_SIZE = 1024
+# Rooms whose head (room row, forward extremities) the last batch left is remembered, so
+# the next batch need not read it (one round trip on PostgreSQL).
+HEADS_CACHE_SIZE = 1024
 EVENTS_STREAM = "events"
 _ROOM_ID_ALPHABET = string.ascii_letters
 _CREATE_ATTEMPTS = 100
@@ -174,6 +177,8 @@ class _BatchView:
     # A send was persisted on its own path (state, redaction, ...): it may take stream
     # positions after the final flush's snapshot of them, which then says nothing.
     not_only_deferred: bool = False
+    # The head was not read but remembered: the first write checks it (room_batch.Head).
+    expect: room_batch.Head | None = None
 
 
 @attrs.frozen
@@ -184,6 +189,14 @@ class _Deferred:
     before_snapshot_id: int
     txn: TxnKey | None
     index: int  # its send's position in the batch
+
+
+@attrs.frozen
+class _Head:
+    """A room as this process's last batch in it left it (see `_write_sends`)."""
+
+    room: RoomRow
+    extremities: tuple[str, ...]
 
 
 @attrs.frozen
@@ -244,6 +257,8 @@ class EventPersister:
         # Committed batches' state reads (LRU). Only committed ones: on SQLite a rolled
         # back snapshot's ID is handed out again (storage/state.py, next_snapshot_id).
         self._state_reads: OrderedDict[tuple[int, tuple[StateKey, ...]], StateMap] = OrderedDict()
+        # room_id -> its head as our last batch left it (LRU; see _write_sends).
+        self._heads: OrderedDict[str, _Head] = OrderedDict()
 
     async def create_room(self, *, room_version: RoomVersion, sender: str,
                           content: Mapping[str, Any], is_public: bool = False) -> PersistedEvent:
@@ -311,38 +326,24 @@ class EventPersister:
 
     async def _persist_batch(self, room_id: str, batch: list[_QueuedSend]) -> None:
         """Persist queued sends in order in one transaction; answer each after commit."""
-        outcomes: list[PersistedEvent | BaseException | None] = [None] * len(batch)
+        # Taken, not just read: a batch that fails leaves no head behind.
+        head = self._heads.pop(room_id, None)
         try:
-            async with self._db.transaction() as conn:
-                await self._stores.events.lock_room(conn, room_id)
-                view, used = await self._read_head(conn, room_id, batch)
-                repeats: list[tuple[int, int]] = []
-                for i, send in enumerate(batch):
-                    txn = send.txn
-                    if txn is not None and txn in view.txns:
-                        repeats.append((i, view.txns[txn]))
-                        continue
-                    if txn is not None and txn in used:
-                        earlier = await self._stored_send(conn, used[txn])
-                        if earlier is not None:
-                            outcomes[i] = earlier
-                            continue
-                    outcomes[i] = await self._persist_send(conn, send, view, i, outcomes)
-                    if txn is not None and not isinstance(outcomes[i], BaseException):
-                        view.txns[txn] = i
-                await self._flush(conn, view, outcomes, final=True)
-                for i, first in repeats:
-                    original = outcomes[first]
-                    assert isinstance(original, PersistedEvent)
-                    outcomes[i] = attrs.evolve(original, deduplicated=True)
-                await self._write_batch(conn, [o for o in outcomes if isinstance(o, PersistedEvent)
-                                               and not o.deduplicated])
+            try:
+                outcomes, view = await self._write_sends(room_id, batch, head)
+            except room_batch.StaleHead:
+                # The room moved since our last batch (another writer): nothing was
+                # written; build the batch again on the head as read.
+                outcomes, view = await self._write_sends(room_id, batch, None)
         except BaseException as e:
             # The commit (or the transaction) failed, or we were cancelled: nothing of
             # the batch is stored.
             for send in batch:
                 _answer(send.answer, e)
             raise
+        if (not view.not_only_deferred and view.room is not None
+                and view.room.current_snapshot_id is not None and view.extremities is not None):
+            self._remember_head(room_id, view.room, view.extremities)
         # Committed: the next batch's state reads and prev event come from memory instead
         # of the database. Only the batch's last event: caching every event sent would
         # fill the cache (and memory) with events nobody reads; readers cache what they read.
@@ -359,6 +360,63 @@ class EventPersister:
         for outcome in outcomes:
             if isinstance(outcome, PersistedEvent) and not outcome.deduplicated:
                 await self._notify(outcome)
+
+    async def _write_sends(self, room_id: str, batch: list[_QueuedSend], head: _Head | None,
+                           ) -> tuple[list[PersistedEvent | BaseException | None], _BatchView]:
+        """The batch's transaction: each send's outcome, and what the batch knew at the
+        end. With `head` (the room as our last batch left it), when every send is a
+        plain timeline event, the head is not read: the write checks it is still the
+        room's (room_batch.StaleHead if not)."""
+        outcomes: list[PersistedEvent | BaseException | None] = [None] * len(batch)
+        async with self._db.transaction() as conn:
+            await self._stores.events.lock_room(conn, room_id)
+            view: _BatchView | None = None
+            used: dict[TxnKey, str] = {}
+            if head is not None and head.room.current_snapshot_id is not None:
+                remembered = _BatchView(
+                    room=head.room, extremities=list(head.extremities),
+                    stored_extremities=list(head.extremities),
+                    expect=room_batch.Head(head.room.current_snapshot_id, head.extremities))
+                # Only plain timeline events: their one write checks the head.
+                if all(_deferrable(send.fields, remembered) for send in batch):
+                    view = remembered
+            if view is None:
+                view, used = await self._read_head(conn, room_id, batch)
+            repeats: list[tuple[int, int]] = []
+            for i, send in enumerate(batch):
+                txn = send.txn
+                if txn is not None and txn in view.txns:
+                    repeats.append((i, view.txns[txn]))
+                    continue
+                if txn is not None and txn in used:
+                    earlier = await self._stored_send(conn, used[txn])
+                    if earlier is not None:
+                        outcomes[i] = earlier
+                        continue
+                outcomes[i] = await self._persist_send(conn, send, view, i, outcomes)
+                if txn is not None and not isinstance(outcomes[i], BaseException):
+                    view.txns[txn] = i
+            expect = view.expect
+            if expect is not None and any(isinstance(o, BaseException) for o in outcomes):
+                # Refused on a remembered head: only the room as it is may refuse a send
+                # (another writer may have let its sender in meanwhile). We hold the lock.
+                read = await room_batch.read_head(conn, room_id, [])
+                if (read.room is None or read.room.current_snapshot_id != expect.current_snapshot_id
+                        or sorted(read.extremities) != sorted(expect.extremities)):
+                    raise room_batch.StaleHead(room_id)
+            await self._flush(conn, view, outcomes, final=True)
+            for i, first in repeats:
+                original = outcomes[first]
+                assert isinstance(original, PersistedEvent)
+                outcomes[i] = attrs.evolve(original, deduplicated=True)
+            await self._write_batch(conn, [o for o in outcomes if isinstance(o, PersistedEvent)
+                                           and not o.deduplicated])
+        return outcomes, view
+
+    def _remember_head(self, room_id: str, room: RoomRow, extremities: list[str]) -> None:
+        self._heads[room_id] = _Head(room, tuple(extremities))
+        while len(self._heads) > HEADS_CACHE_SIZE:
+            self._heads.popitem(last=False)
 
     async def _persist_send(self, conn: Connection, send: _QueuedSend, view: _BatchView,
                             index: int, outcomes: list[PersistedEvent | BaseException | None],
@@ -439,7 +497,8 @@ class EventPersister:
             add_extremities=[e for e in view.extremities if e not in stored],
             txns=[(d.txn.user_id, d.txn.device_id, d.txn.txn_id, d.pdu.event_id)
                   for d in deferred if d.txn is not None],
-            now_ms=self._clock.time_ms())
+            now_ms=self._clock.time_ms(), expect=view.expect)
+        view.expect = None  # checked by this write; the room lock holds it after
         written = await room_batch.write_timeline(conn, EVENTS_STREAM, rows)
         only = final and not view.not_only_deferred
         positions = written.positions if only else None
@@ -589,6 +648,7 @@ class EventPersister:
         read in this transaction (read here when None)."""
         stores = self._stores
         room_id = pdu.room_id
+        self._heads.pop(room_id, None)  # this write moves the head another way
         ordering = await streams.next_position(conn, EVENTS_STREAM)
         after = before.snapshot_id
         replaces: str | None = None

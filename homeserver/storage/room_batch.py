@@ -9,6 +9,12 @@ forward extremities, transaction IDs). The lock itself stays a statement of its 
 a READ COMMITTED statement reads from a snapshot taken when it starts, so reads in the
 statement that waits for the lock could miss the commit of the writer it waited for.
 
+A batch may skip the head read (`TimelineRows.expect`): the room's previous batch in
+this process left a head it remembers. Its timeline write then checks, in the same
+statement and under the lock, that this is still the room's head and that none of its
+transaction IDs is used, and writes nothing otherwise (`StaleHead`); the caller builds
+the batch again on the head as read.
+
 SQLite runs in process, where a statement costs microseconds: it keeps the plain
 per-table statements, which write the same rows.
 """
@@ -61,9 +67,24 @@ WHERE user_id = $2 AND device_id = $3 AND txn_id IN (SELECT value FROM json_each
 # snapshot the statement started with, so none may read what another writes; none does
 # (the events take their positions from `pos`'s RETURNING). The last SELECT also returns
 # every stream's position in that snapshot (see `TimelineWritten.positions`).
+# With $23 true, the rows are written only if the head the batch was built on is still
+# the room's ($24 its current snapshot, $25 its forward extremities) and none of the
+# transaction IDs is used yet: `guard` has its one row only then, and every write below
+# reads it (the positions through `pos`). Without it, the statement returns no row.
 WRITE_TIMELINE_PG = """
-WITH pos AS (
-    INSERT INTO stream_positions (stream, position) VALUES ($1, cardinality($3::text[]))
+WITH guard AS (
+    SELECT 1 AS ok WHERE NOT $23::boolean OR (
+        (SELECT r.current_snapshot_id FROM rooms r WHERE r.room_id = $2) = $24::bigint
+        AND ARRAY(SELECT f.event_id FROM forward_extremities f WHERE f.room_id = $2 ORDER BY 1)
+            = ARRAY(SELECT x.event_id FROM unnest($25::text[]) AS x(event_id) ORDER BY 1)
+        AND NOT EXISTS (
+            SELECT 1 FROM unnest($19::text[], $20::text[], $21::text[]) AS t(user_id, device_id, txn_id)
+            CROSS JOIN LATERAL (SELECT 1 FROM event_txn_ids x
+                                WHERE x.user_id = t.user_id AND x.device_id = t.device_id
+                                  AND x.txn_id = t.txn_id LIMIT 1) x))
+), pos AS (
+    INSERT INTO stream_positions (stream, position)
+    SELECT $1, cardinality($3::text[]) FROM guard
     ON CONFLICT (stream) DO UPDATE SET position = stream_positions.position + excluded.position
     RETURNING position
 ), new_events AS (
@@ -76,14 +97,18 @@ WITH pos AS (
               AS e(event_id, depth, type, state_key, sender, ts, json, rejected_reason, n)
 ), edges AS (
     INSERT INTO event_edges (event_id, prev_event_id)
-    SELECT * FROM unnest($11::text[], $12::text[]) ON CONFLICT DO NOTHING
+    SELECT u.event_id, u.prev_event_id
+    FROM guard, unnest($11::text[], $12::text[]) AS u(event_id, prev_event_id)
+    ON CONFLICT DO NOTHING
 ), auth AS (
     INSERT INTO event_auth (event_id, auth_event_id)
-    SELECT * FROM unnest($13::text[], $14::text[]) ON CONFLICT DO NOTHING
+    SELECT u.event_id, u.auth_event_id
+    FROM guard, unnest($13::text[], $14::text[]) AS u(event_id, auth_event_id)
+    ON CONFLICT DO NOTHING
 ), event_states AS (
     INSERT INTO event_state (event_id, room_id, before_snapshot_id, after_snapshot_id)
     SELECT s.event_id, $2, s.snapshot_id, s.snapshot_id
-    FROM unnest($3::text[], $15::bigint[]) AS s(event_id, snapshot_id)
+    FROM guard, unnest($3::text[], $15::bigint[]) AS s(event_id, snapshot_id)
 ), removed AS (
     -- Each row found by its whole key, then deleted by its address. The plain form
     -- (room_id = $2 AND event_id = ANY($16)) gets a generic plan that finds all of the
@@ -91,17 +116,18 @@ WITH pos AS (
     -- fresh database), it walked every dead entry the room's earlier batches had left,
     -- one more per batch until the next vacuum (tests/storage/test_generic_plans.py).
     DELETE FROM forward_extremities f
-    WHERE f.ctid = ANY(ARRAY(
+    WHERE EXISTS (SELECT 1 FROM guard) AND f.ctid = ANY(ARRAY(
         SELECT x.ctid FROM unnest($16::text[]) AS r(event_id)
         CROSS JOIN LATERAL (SELECT y.ctid FROM forward_extremities y
                             WHERE y.room_id = $2 AND y.event_id = r.event_id LIMIT 1) x))
 ), added AS (
     INSERT INTO forward_extremities (room_id, event_id)
-    SELECT $2, a.event_id FROM unnest($17::text[]) AS a(event_id) ON CONFLICT DO NOTHING
+    SELECT $2, a.event_id FROM guard, unnest($17::text[]) AS a(event_id)
+    ON CONFLICT DO NOTHING
 ), txns AS (
     INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, room_id, created_ts)
     SELECT t.user_id, t.device_id, t.txn_id, t.event_id, $2, $18
-    FROM unnest($19::text[], $20::text[], $21::text[], $22::text[])
+    FROM guard, unnest($19::text[], $20::text[], $21::text[], $22::text[])
          AS t(user_id, device_id, txn_id, event_id)
 )
 SELECT pos.position, s.streams, s.positions
@@ -121,6 +147,20 @@ class RoomHead:
     txn_events: list[str | None]
 
 
+class StaleHead(Exception):
+    """`write_timeline` wrote nothing: the head the rows were built on (`Head`) is no
+    longer the room's, or one of their transaction IDs was used already."""
+
+
+@attrs.frozen
+class Head:
+    """The head a batch's events were built on without reading it (remembered from the
+    room's last batch): checked by `write_timeline` in the statement that writes them."""
+
+    current_snapshot_id: int
+    extremities: Sequence[str]
+
+
 @attrs.frozen
 class TimelineRows:
     """Timeline events (not state, not outliers) built on the room's current state, in
@@ -134,6 +174,9 @@ class TimelineRows:
     # (user_id, device_id, txn_id, event_id)
     txns: Sequence[tuple[str, str | None, str, str]]
     now_ms: int
+    # Not None: write only if this is still the room's head and no transaction ID of
+    # `txns` is used yet, else raise StaleHead.
+    expect: Head | None = None
 
 
 @attrs.frozen
@@ -197,7 +240,10 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
     if not rows.events:
         raise ValueError("no events to write")
     pdus = [pdu for pdu, _ in rows.events]
+    expect = rows.expect
     if not is_postgres(conn):
+        if expect is not None and not await _head_holds_sqlite(conn, rows.room_id, expect, rows.txns):
+            raise StaleHead(rows.room_id)
         return TimelineWritten(await _write_timeline_sqlite(conn, stream, rows, pdus), None)
     row = await conn.fetchrow(
         WRITE_TIMELINE_PG, stream, rows.room_id,
@@ -212,14 +258,27 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
         [snapshot for _, snapshot in rows.events],
         list(rows.remove_extremities), list(rows.add_extremities), rows.now_ms,
         [t[0] for t in rows.txns], [t[1] or "" for t in rows.txns], [t[2] for t in rows.txns],
-        [t[3] for t in rows.txns])
-    assert row is not None
+        [t[3] for t in rows.txns], expect is not None,
+        expect.current_snapshot_id if expect is not None else 0,
+        list(expect.extremities) if expect is not None else [])
+    if row is None:
+        assert expect is not None, "an unguarded write always returns its positions"
+        raise StaleHead(rows.room_id)
     last = int(row["position"])
     orderings = range(last - len(pdus) + 1, last + 1)
     seen = dict(zip(row["streams"] or (), (int(p) for p in row["positions"] or ()), strict=True))
     if seen.get(stream, 0) != orderings.start - 1:
         return TimelineWritten(orderings, None)  # another writer got in between
     return TimelineWritten(orderings, {**seen, stream: last})
+
+
+async def _head_holds_sqlite(conn: Connection, room_id: str, expect: Head,
+                             txns: Sequence[tuple[str, str | None, str, str]]) -> bool:
+    # In process, a read costs what the checks in the PostgreSQL statement do.
+    head = await _read_head_sqlite(conn, room_id, [(u, d, t) for u, d, t, _ in txns])
+    return (head.room is not None and head.room.current_snapshot_id == expect.current_snapshot_id
+            and sorted(head.extremities) == sorted(expect.extremities)
+            and not any(head.txn_events))
 
 
 async def _write_timeline_sqlite(conn: Connection, stream: str, rows: TimelineRows,
