@@ -62,7 +62,7 @@ from homeserver.state.auth_events import auth_types_for_event, select_auth_event
 from homeserver.state.auth_rules import AuthError, check_auth_rules
 from homeserver.state.power_levels import get_named_level, get_user_power_level
 from homeserver.storage import room_batch, streams
-from homeserver.storage.database import Connection, Database
+from homeserver.storage.database import Connection, Database, Row
 from homeserver.storage.rooms import RoomRow
 from homeserver.storage.state import StateMap, diff_states
 
@@ -82,6 +82,8 @@ STATE_READS_CACHE_SIZE = 1024
 # Rooms whose head (room row, forward extremities) the last batch left is remembered, so
 # the next batch need not read it (one round trip on PostgreSQL).
 HEADS_CACHE_SIZE = 1024
+# Events a remembered head keeps (the auth events of a room's senders, ~2 KB each).
+HEAD_PDUS = 64
 EVENTS_STREAM = "events"
 _ROOM_ID_ALPHABET = string.ascii_letters
 _CREATE_ATTEMPTS = 100
@@ -197,6 +199,11 @@ class _Head:
 
     room: RoomRow
     extremities: tuple[str, ...]
+    # The stream ordering of the batch's newest event (the room's newest then).
+    last_ordering: int
+    # The events the batch loaded (auth events) and its newest one (the next prev
+    # event): the next batch builds from memory without loading them again.
+    pdus: Mapping[str, Pdu]
 
 
 @attrs.frozen
@@ -341,9 +348,14 @@ class EventPersister:
             for send in batch:
                 _answer(send.answer, e)
             raise
-        if (not view.not_only_deferred and view.room is not None
+        created = [o for o in outcomes if isinstance(o, PersistedEvent) and not o.deduplicated]
+        if (created and not view.not_only_deferred and view.room is not None
                 and view.room.current_snapshot_id is not None and view.extremities is not None):
-            self._remember_head(room_id, view.room, view.extremities)
+            ids = {o.event_id for o in created}
+            pdus = {i: p for i, p in view.pdus.items() if i not in ids or i in view.extremities}
+            self._remember_head(room_id, _Head(
+                view.room, tuple(view.extremities), max(o.stream_ordering for o in created),
+                pdus if len(pdus) <= HEAD_PDUS else {}))
         # Committed: the next batch's state reads and prev event come from memory instead
         # of the database. Only the batch's last event: caching every event sent would
         # fill the cache (and memory) with events nobody reads; readers cache what they read.
@@ -369,33 +381,26 @@ class EventPersister:
         room's (room_batch.StaleHead if not)."""
         outcomes: list[PersistedEvent | BaseException | None] = [None] * len(batch)
         async with self._db.transaction() as conn:
-            await self._stores.events.lock_room(conn, room_id)
-            view: _BatchView | None = None
+            view = _remembered_view(head, batch)
             used: dict[TxnKey, str] = {}
-            if head is not None and head.room.current_snapshot_id is not None:
-                remembered = _BatchView(
-                    room=head.room, extremities=list(head.extremities),
-                    stored_extremities=list(head.extremities),
-                    expect=room_batch.Head(head.room.current_snapshot_id, head.extremities))
-                # Only plain timeline events: their one write checks the head.
-                if all(_deferrable(send.fields, remembered) for send in batch):
-                    view = remembered
+            repeats: list[tuple[int, int]] = []
+            if view is not None:
+                # Nothing to read first: the events are built from memory while the lock
+                # statement makes its round trip (the yield lets it go out). A read the
+                # building turns out to need sends the batch the usual way, locked first.
+                locking = asyncio.ensure_future(self._stores.events.lock_room(conn, room_id))
+                try:
+                    await asyncio.sleep(0)
+                    repeats = await self._build_sends(_MEMORY_ONLY, batch, view, used, outcomes)
+                finally:
+                    await locking
+                if any(isinstance(o, _ReadNeeded) for o in outcomes):
+                    view, repeats, outcomes = None, [], [None] * len(batch)
+            else:
+                await self._stores.events.lock_room(conn, room_id)
             if view is None:
                 view, used = await self._read_head(conn, room_id, batch)
-            repeats: list[tuple[int, int]] = []
-            for i, send in enumerate(batch):
-                txn = send.txn
-                if txn is not None and txn in view.txns:
-                    repeats.append((i, view.txns[txn]))
-                    continue
-                if txn is not None and txn in used:
-                    earlier = await self._stored_send(conn, used[txn])
-                    if earlier is not None:
-                        outcomes[i] = earlier
-                        continue
-                outcomes[i] = await self._persist_send(conn, send, view, i, outcomes)
-                if txn is not None and not isinstance(outcomes[i], BaseException):
-                    view.txns[txn] = i
+                repeats = await self._build_sends(conn, batch, view, used, outcomes)
             expect = view.expect
             if expect is not None and any(isinstance(o, BaseException) for o in outcomes):
                 # Refused on a remembered head: only the room as it is may refuse a send
@@ -413,8 +418,30 @@ class EventPersister:
                                            and not o.deduplicated])
         return outcomes, view
 
-    def _remember_head(self, room_id: str, room: RoomRow, extremities: list[str]) -> None:
-        self._heads[room_id] = _Head(room, tuple(extremities))
+    async def _build_sends(self, conn: Connection, batch: list[_QueuedSend], view: _BatchView,
+                           used: Mapping[TxnKey, str],
+                           outcomes: list[PersistedEvent | BaseException | None],
+                           ) -> list[tuple[int, int]]:
+        """Each send built, checked and deferred (or persisted) in order, its outcome in
+        `outcomes`; returns the repeats within the batch, (send, the send it repeats)."""
+        repeats: list[tuple[int, int]] = []
+        for i, send in enumerate(batch):
+            txn = send.txn
+            if txn is not None and txn in view.txns:
+                repeats.append((i, view.txns[txn]))
+                continue
+            if txn is not None and txn in used:
+                earlier = await self._stored_send(conn, used[txn])
+                if earlier is not None:
+                    outcomes[i] = earlier
+                    continue
+            outcomes[i] = await self._persist_send(conn, send, view, i, outcomes)
+            if txn is not None and not isinstance(outcomes[i], BaseException):
+                view.txns[txn] = i
+        return repeats
+
+    def _remember_head(self, room_id: str, head: _Head) -> None:
+        self._heads[room_id] = head
         while len(self._heads) > HEADS_CACHE_SIZE:
             self._heads.popitem(last=False)
 
@@ -729,6 +756,49 @@ class EventPersister:
             except Exception:
                 # The event is durable; a failing observer must not turn that into an error.
                 logger.exception("on_event_persisted callback failed for %s", persisted.event_id)
+
+
+def _remembered_view(head: _Head | None, batch: list[_QueuedSend]) -> _BatchView | None:
+    """A batch's view of the room built on a remembered head, when every send of it is a
+    plain timeline event (whose one write checks the head); else None (read it)."""
+    if head is None or head.room.current_snapshot_id is None:
+        return None
+    view = _BatchView(room=head.room, extremities=list(head.extremities),
+                      stored_extremities=list(head.extremities), pdus=dict(head.pdus),
+                      expect=room_batch.Head(head.room.current_snapshot_id, head.extremities,
+                                             head.last_ordering))
+    return view if all(_deferrable(send.fields, view) for send in batch) else None
+
+
+class _ReadNeeded(Exception):
+    """Building from memory alone needed a read (see _MemoryOnly)."""
+
+
+class _MemoryOnly(Connection):
+    """The connection a batch builds with while its lock statement is under way on the
+    real one (asyncpg runs one statement at a time per connection): any read raises
+    _ReadNeeded, and the batch is built again once the lock is held."""
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        raise _ReadNeeded(sql)
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
+        raise _ReadNeeded(sql)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        raise _ReadNeeded(sql)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        raise _ReadNeeded(sql)
+
+    async def execute_script(self, script: str) -> None:
+        raise _ReadNeeded(script)
+
+    def savepoint(self) -> Any:
+        raise _ReadNeeded("SAVEPOINT")
+
+
+_MEMORY_ONLY = _MemoryOnly()
 
 
 def _deferrable(fields: Mapping[str, Any], view: _BatchView) -> bool:

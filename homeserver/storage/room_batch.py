@@ -68,15 +68,20 @@ WHERE user_id = $2 AND device_id = $3 AND txn_id IN (SELECT value FROM json_each
 # (the events take their positions from `pos`'s RETURNING). The last SELECT also returns
 # every stream's position in that snapshot (see `TimelineWritten.positions`).
 # With $23 true, the rows are written only if the head the batch was built on is still
-# the room's ($24 its current snapshot, $25 its forward extremities) and none of the
-# transaction IDs is used yet: `guard` has its one row only then, and every write below
-# reads it (the positions through `pos`). Without it, the statement returns no row.
+# the room's ($24 its current snapshot, $25 its newest event's stream ordering) and none
+# of the transaction IDs is used yet: `guard` has its one row only then, and every write
+# below reads it (the positions through `pos`). Without it, the statement returns no row.
+# The newest event stands for the forward extremities: they change only with a new event
+# of the room (which takes a higher position: writers of a room hold its lock), and it is
+# one index lookup, where reading the extremities walks the dead index entries every
+# batch leaves behind (until a vacuum).
 WRITE_TIMELINE_PG = """
 WITH guard AS (
     SELECT 1 AS ok WHERE NOT $23::boolean OR (
         (SELECT r.current_snapshot_id FROM rooms r WHERE r.room_id = $2) = $24::bigint
-        AND ARRAY(SELECT f.event_id FROM forward_extremities f WHERE f.room_id = $2 ORDER BY 1)
-            = ARRAY(SELECT x.event_id FROM unnest($25::text[]) AS x(event_id) ORDER BY 1)
+        AND (SELECT e.stream_ordering FROM events e
+             WHERE e.room_id = $2 AND e.stream_ordering IS NOT NULL
+             ORDER BY e.stream_ordering DESC LIMIT 1) = $25::bigint
         AND NOT EXISTS (
             SELECT 1 FROM unnest($19::text[], $20::text[], $21::text[]) AS t(user_id, device_id, txn_id)
             CROSS JOIN LATERAL (SELECT 1 FROM event_txn_ids x
@@ -159,6 +164,8 @@ class Head:
 
     current_snapshot_id: int
     extremities: Sequence[str]
+    # The stream ordering of the room's newest event then.
+    last_ordering: int
 
 
 @attrs.frozen
@@ -260,7 +267,7 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
         [t[0] for t in rows.txns], [t[1] or "" for t in rows.txns], [t[2] for t in rows.txns],
         [t[3] for t in rows.txns], expect is not None,
         expect.current_snapshot_id if expect is not None else 0,
-        list(expect.extremities) if expect is not None else [])
+        expect.last_ordering if expect is not None else 0)
     if row is None:
         assert expect is not None, "an unguarded write always returns its positions"
         raise StaleHead(rows.room_id)

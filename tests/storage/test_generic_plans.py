@@ -114,15 +114,18 @@ async def test_timeline_write_finds_the_extremities_it_replaces_by_their_whole_k
     await database.execute("ANALYZE forward_extremities")
     types = ("text, text, text[], bigint[], text[], text[], text[], bigint[], text[], text[],"
              " text[], text[], text[], text[], bigint[], text[], text[], bigint, text[], text[],"
-             " text[], text[], boolean, bigint, text[]")
+             " text[], text[], boolean, bigint, bigint")
     args = ("'events', '!r', ARRAY['$e'], ARRAY[1], ARRAY['t'], ARRAY[NULL], ARRAY['@a'],"
             " ARRAY[1], ARRAY['{}'], ARRAY[NULL], ARRAY['$e'], ARRAY['$p'], ARRAY['$e'],"
             " ARRAY['$a'], ARRAY[1], ARRAY['$p'], ARRAY['$e'], 1, ARRAY['@a'], ARRAY['D'],"
-            " ARRAY['t'], ARRAY['$e'], true, 1, ARRAY['$p']")
+            " ARRAY['t'], ARRAY['$e'], true, 1, 1")
     plan = await _generic_plan(database, room_batch.WRITE_TIMELINE_PG, types, args)
     lines = plan.splitlines()
-    # The delete's own lookups (the guard reads the room's extremities, as a head read
-    # would: it replaces one).
+    # The guard finds the room's newest event by index, not by reading its extremities.
+    guard = lines[:next(i for i, line in enumerate(lines) if line.strip() == "CTE pos")]
+    assert not [line for line in guard if "forward_extremities" in line], plan
+    assert [line for line in guard if "Index Scan Backward using events_room_stream" in line
+            or "Index Only Scan Backward using events_room_stream" in line], plan
     start = next(i for i, line in enumerate(lines) if line.strip() == "CTE removed")
     end = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("CTE "))
     lookups = [i for i in range(start, end) if "Scan using forward_extremities_pkey" in lines[i]]
