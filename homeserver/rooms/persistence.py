@@ -388,12 +388,18 @@ class EventPersister:
                 # Nothing to read first: the events are built from memory while the lock
                 # statement makes its round trip (the yield lets it go out). A read the
                 # building turns out to need sends the batch the usual way, locked first.
-                locking = asyncio.ensure_future(self._stores.events.lock_room(conn, room_id))
-                try:
-                    await asyncio.sleep(0)
+                events = self._stores.events
+                if not events.lock_is_a_round_trip(conn):
+                    await events.lock_room(conn, room_id)
                     repeats = await self._build_sends(_MEMORY_ONLY, batch, view, used, outcomes)
-                finally:
-                    await locking
+                else:
+                    locking = asyncio.ensure_future(events.lock_room(conn, room_id))
+                    try:
+                        await asyncio.sleep(0)
+                        repeats = await self._build_sends(_MEMORY_ONLY, batch, view, used,
+                                                          outcomes)
+                    finally:
+                        await locking
                 if any(isinstance(o, _ReadNeeded) for o in outcomes):
                     view, repeats, outcomes = None, [], [None] * len(batch)
             else:

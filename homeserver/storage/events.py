@@ -223,6 +223,10 @@ class EventStore:
             out.append(event)
         return out
 
+    def lock_is_a_round_trip(self, conn: Connection) -> bool:
+        """Whether `lock_room` sends a statement (else it returns at once)."""
+        return is_postgres(conn)
+
     async def lock_room(self, conn: Connection, room_id: str) -> None:
         """Serialise writers of one room across processes until the transaction ends.
         SQLite needs nothing: its single write transaction already serialises them."""
