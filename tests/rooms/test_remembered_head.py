@@ -57,6 +57,17 @@ async def _chain(database: Database, rooms: RoomService, room_id: str) -> list[s
     return [p.event_id for p in ordered]
 
 
+async def _two_writers(rooms: RoomService, database: Database,
+                       clock: FakeClock) -> tuple[RoomService, str]:
+    """A second persister on the same database (another process), and a public room
+    whose head `rooms` remembers (its last batch sent there)."""
+    other = RoomService(database, server_name=SERVER,
+                        signing_key=signedjson.key.generate_signing_key("t2"), clock=clock)
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.persister.send(_message(room_id, ALICE, "ours"))
+    return other, room_id
+
+
 async def test_the_next_batch_builds_on_the_remembered_head(
         rooms: RoomService, database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     room_id = await make_room(rooms)
@@ -82,10 +93,7 @@ async def test_the_next_batch_builds_on_the_remembered_head(
 async def test_a_head_another_writer_moved_is_noticed_and_the_batch_built_again(
         rooms: RoomService, database: Database, clock: FakeClock,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    other = RoomService(database, server_name=SERVER,
-                        signing_key=signedjson.key.generate_signing_key("t2"), clock=clock)
-    room_id = await make_room(rooms, preset="public_chat")
-    await rooms.persister.send(_message(room_id, ALICE, "ours"))
+    other, room_id = await _two_writers(rooms, database, clock)
     theirs = await other.persister.send(_message(room_id, ALICE, "theirs"))
     seen = _spy(monkeypatch)
     again = await rooms.persister.send(_message(room_id, ALICE, "ours again"))
@@ -101,10 +109,7 @@ async def test_a_head_another_writer_moved_is_noticed_and_the_batch_built_again(
 async def test_a_transaction_id_used_elsewhere_is_answered_with_its_event(
         rooms: RoomService, database: Database, clock: FakeClock,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    other = RoomService(database, server_name=SERVER,
-                        signing_key=signedjson.key.generate_signing_key("t2"), clock=clock)
-    room_id = await make_room(rooms, preset="public_chat")
-    await rooms.persister.send(_message(room_id, ALICE, "ours"))
+    other, room_id = await _two_writers(rooms, database, clock)
     # The client's first attempt went to the other process, which is otherwise quiet.
     first = await other.persister.send(_message(room_id, ALICE, "retried"),
                                        txn=TxnKey(ALICE, "D", "t"))
@@ -119,10 +124,7 @@ async def test_a_transaction_id_used_elsewhere_is_answered_with_its_event(
 async def test_a_send_refused_on_the_remembered_head_is_refused_by_the_room_as_it_is(
         rooms: RoomService, database: Database, clock: FakeClock,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    other = RoomService(database, server_name=SERVER,
-                        signing_key=signedjson.key.generate_signing_key("t2"), clock=clock)
-    room_id = await make_room(rooms, preset="public_chat")
-    await rooms.persister.send(_message(room_id, ALICE, "ours"))
+    other, room_id = await _two_writers(rooms, database, clock)
     with pytest.raises(Forbidden):  # refused on the head as read, too
         await rooms.persister.send(_message(room_id, BOB, "too early"), require_joined=True)
     await rooms.persister.send(_message(room_id, ALICE, "ours"))

@@ -95,6 +95,16 @@ def _record_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def _batches_of(hs: Homeserver) -> list[LocalBatch | None]:
+    """Each event persisted from now on: its local batch."""
+    batches: list[LocalBatch | None] = []
+
+    async def listener(persisted: PersistedEvent) -> None:
+        batches.append(persisted.local_batch)
+    hs.rooms.add_event_listener(listener)
+    return batches
+
+
 async def _room(client: TestClient) -> tuple[User, User, str]:
     alice = await User.register(client, "alice")
     carol = await User.register(client, "carol")
@@ -107,11 +117,7 @@ async def test_a_woken_sync_reads_nothing_of_the_batch_and_gets_what_a_read_give
         setup: tuple[Homeserver, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
     hs, client = setup
     alice, carol, room = await _room(client)
-    batches: list[LocalBatch | None] = []
-
-    async def listener(persisted: PersistedEvent) -> None:
-        batches.append(persisted.local_batch)
-    hs.rooms.add_event_listener(listener)
+    batches = _batches_of(hs)
     since = (await alice.sync())["next_batch"]
     seen = _record_statements(monkeypatch)
     [woken] = await woken_by(hs.notifier, [alice.sync(since=since, timeout_ms=30_000)],
@@ -138,11 +144,7 @@ async def test_a_woken_sync_reads_nothing_of_the_batch_and_gets_what_a_read_give
 async def test_state_events_are_no_local_batch(setup: tuple[Homeserver, TestClient]) -> None:
     hs, client = setup
     alice, carol, room = await _room(client)
-    batches: list[LocalBatch | None] = []
-
-    async def listener(persisted: PersistedEvent) -> None:
-        batches.append(persisted.local_batch)
-    hs.rooms.add_event_listener(listener)
+    batches = _batches_of(hs)
     await carol.set_state(room, "m.room.topic", {"topic": "t"})
     assert batches == [None]
 
