@@ -25,6 +25,13 @@ if writing the deferred rows fails, the whole batch fails, as a failed commit wo
 The state entries a send reads (its auth events, the sender's membership) are kept
 across batches per state snapshot, which never changes once committed: a room's next
 batch reads the room's current snapshot ID under the lock and finds them in memory.
+
+A batch of plain timeline events need not read the room's head at all: this process
+remembers the head its last batch in the room left (`_Head`), builds on it (on
+PostgreSQL while the lock statement is still under way), and the one write checks under
+the lock that it is still the room's head (storage/room_batch.py, `StaleHead`). If not,
+nothing was written and the batch is built again the usual way, on the head read under
+the lock; so what is committed was always built on the room as it was under the lock.
 """
 
 from __future__ import annotations
