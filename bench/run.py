@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import new_session
+from bench.machine_probe import describe, probe
 from bench.servers import REPO, DevNet, Server, Synapse, python_version, recreate_pg_database
 from bench.workloads import Bench, Counts
 
@@ -264,8 +265,11 @@ async def main_async(args: argparse.Namespace) -> int:
     started = time.time()
     results: dict[str, dict[str, Any]] = {}
     versions: dict[str, str] = {}
+    probes: dict[str, dict[str, Any]] = {}
     for db in dbs:
         results[db] = {}
+        probes[db] = await probe(args.pg_dsn)
+        log(f"[{db}] {describe(probes[db])}")
         for i, kind in enumerate(kinds):
             workdir = workroot / f"{db}-{kind}"
             port = args.port + i
@@ -294,6 +298,8 @@ async def main_async(args: argparse.Namespace) -> int:
         "scale": args.scale, "counts": counts.__dict__, "machine": machine(), "versions": versions,
         "postgres": pg_version(args.pg_dsn) if "postgres" in dbs else None,
         "wall_time_s": round(time.time() - started),
+        # The machine's speed before each database's servers ran (bench/machine_probe.py).
+        "machine_probe": probes,
     }
     report = {"meta": meta, "results": results,
               "goals": {db: goals(r["devnet"], r.get("synapse")) for db, r in results.items() if "devnet" in r},

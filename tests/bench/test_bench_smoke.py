@@ -46,6 +46,11 @@ def test_harness_runs_every_workload_against_devnet(tmp_path: Path) -> None:
     assert metrics["w5_rooms"] == metrics["counts"]["sync_rooms"]
     assert metrics["rate_limited_requests"] == 0
     assert "| 1 send throughput |" in report["tables"]["sqlite"]
+    probe = report["meta"]["machine_probe"]["sqlite"]
+    for key in ("python_loop_ms", "wake_rt_ms", "warm_rt_ms"):
+        assert probe[key] > 0, key
+    # PostgreSQL is probed where the DSN answers, else the probe says why not.
+    assert ("pg_wake_rt_ms" in probe) != ("pg_error" in probe)
 
 
 @pytest.mark.synapse
