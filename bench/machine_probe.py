@@ -73,22 +73,28 @@ def _round_trips(pause: float) -> list[float]:
     return samples
 
 
+async def select_round_trips(conn: Any, pause: float, rounds: int = ROUNDS) -> list[float]:
+    """`SELECT 1` round trips on an asyncpg connection, each after `pause` seconds
+    (also bench/pg_round_trips.py)."""
+    samples = []
+    for _ in range(rounds):
+        if pause:
+            await asyncio.sleep(pause)
+        started = time.perf_counter()
+        await conn.execute("SELECT 1")
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 async def _pg_round_trips(dsn: str, pause: float) -> list[float]:
     import asyncpg  # only where PostgreSQL is probed
 
     conn = await asyncpg.connect(dsn)
-    samples = []
     try:
         await conn.execute("SELECT 1")
-        for _ in range(ROUNDS):
-            if pause:
-                await asyncio.sleep(pause)
-            started = time.perf_counter()
-            await conn.execute("SELECT 1")
-            samples.append(time.perf_counter() - started)
+        return await select_round_trips(conn, pause)
     finally:
         await conn.close()
-    return samples
 
 
 def _ms(samples: list[float]) -> float:

@@ -18,7 +18,7 @@ eighth round in docs/benchmarks.md).
    after a 50 ms pause. Overlapped, the work costs nothing; if the backend process is
    woken on this process's CPU, the statement takes the work's time longer.
 
-    .venv/bin/python bench/pg_round_trips.py [DSN]
+    .venv/bin/python -m bench.pg_round_trips [DSN]
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import sys
 import time
 
 import asyncpg
+
+from bench.machine_probe import select_round_trips
 
 DEFAULT_DSN = "postgresql://devnet:devnet@127.0.0.1/devnet_test"
 SCHEMA = "bench_pg_round_trips"
@@ -92,13 +94,7 @@ def _ms(samples: list[float]) -> str:
 
 async def _after_pauses(conn: asyncpg.Connection) -> None:
     for pause in (0.0, 0.001, 0.005, PAUSE_S):
-        samples = []
-        for _ in range(ROUNDS):
-            if pause:
-                await asyncio.sleep(pause)
-            started = time.perf_counter()
-            await conn.execute("SELECT 1")
-            samples.append(time.perf_counter() - started)
+        samples = await select_round_trips(conn, pause, ROUNDS)
         print(f"SELECT 1 after a {pause * 1e3:4.0f} ms pause: {_ms(samples)}")
 
 
