@@ -241,13 +241,21 @@ DerivedWriter = Callable[[Connection, Pdu, int], Awaitable[None]]
 # order. Unlike a DerivedWriter its failure does not fail the sends: the batch writers
 # share one savepoint, and if any fails, all their rows are rolled back (logged) and
 # their own after-commit paths must catch up. So a writer notes what it recorded only in
-# the callback it returns, which runs once the savepoint is released.
+# the callback it returns, which runs once the savepoint is released. Where a savepoint
+# is a round trip of its own (PostgreSQL), a send batch runs them without one first: a
+# failure then rolls the whole transaction back and the batch is written again with the
+# savepoint (`_WritersFailed`).
 BatchWriter = Callable[[Connection, Sequence[PersistedEvent]],
                        Awaitable[Callable[[], None] | None]]
 
 
 def format_error(e: EventFormatError) -> BadJson | TooLarge:
     return TooLarge(str(e)) if e.errcode == "M_TOO_LARGE" else BadJson(str(e))
+
+
+class _WritersFailed(Exception):
+    """A batch writer run without a savepoint failed: the transaction is lost (on
+    PostgreSQL a failed statement aborts it), so the batch must be written again."""
 
 
 class EventPersister:
@@ -342,13 +350,21 @@ class EventPersister:
         """Persist queued sends in order in one transaction; answer each after commit."""
         # Taken, not just read: a batch that fails leaves no head behind.
         head = self._heads.pop(room_id, None)
+        guarded = False
         try:
-            try:
-                outcomes, view = await self._write_sends(room_id, batch, head)
-            except room_batch.StaleHead:
-                # The room moved since our last batch (another writer): nothing was
-                # written; build the batch again on the head as read.
-                outcomes, view = await self._write_sends(room_id, batch, None)
+            while True:
+                try:
+                    outcomes, view = await self._write_sends(room_id, batch, head, guarded)
+                    break
+                except room_batch.StaleHead:
+                    # The room moved since our last batch (another writer): nothing was
+                    # written; build the batch again on the head as read.
+                    head = None
+                except _WritersFailed as e:
+                    logger.error("batch writers failed for a batch of %d sends; writing it "
+                                 "again with them in a savepoint", len(batch),
+                                 exc_info=e.__cause__)
+                    head, guarded = None, True
         except BaseException as e:
             # The commit (or the transaction) failed, or we were cancelled: nothing of
             # the batch is stored.
@@ -381,11 +397,13 @@ class EventPersister:
                 await self._notify(outcome)
 
     async def _write_sends(self, room_id: str, batch: list[_QueuedSend], head: _Head | None,
+                           guarded: bool,
                            ) -> tuple[list[PersistedEvent | BaseException | None], _BatchView]:
         """The batch's transaction: each send's outcome, and what the batch knew at the
         end. With `head` (the room as our last batch left it), when every send is a
         plain timeline event, the head is not read: the write checks it is still the
-        room's (room_batch.StaleHead if not)."""
+        room's (room_batch.StaleHead if not). `guarded`: the batch writers run in a
+        savepoint even where it is a round trip (else their failure is _WritersFailed)."""
         outcomes: list[PersistedEvent | BaseException | None] = [None] * len(batch)
         async with self._db.transaction() as conn:
             view = _remembered_view(head, batch)
@@ -428,7 +446,8 @@ class EventPersister:
                 assert isinstance(original, PersistedEvent)
                 outcomes[i] = attrs.evolve(original, deduplicated=True)
             await self._write_batch(conn, [o for o in outcomes if isinstance(o, PersistedEvent)
-                                           and not o.deduplicated])
+                                           and not o.deduplicated],
+                                    guarded=guarded or not conn.savepoint_is_a_round_trip)
         return outcomes, view
 
     async def _build_sends(self, conn: Connection, batch: list[_QueuedSend], view: _BatchView,
@@ -553,24 +572,35 @@ class EventPersister:
                 state_ids=(d.before_snapshot_id, d.before_snapshot_id),
                 stream_positions=positions, local_batch=batch)
 
-    async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent]) -> None:
-        """The batch writers in one savepoint (one round trip each way on PostgreSQL):
-        if one fails, none of them recorded anything, and their after-commit catch-ups
-        record it later; the events themselves must not be lost."""
+    async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent], *,
+                           guarded: bool = True) -> None:
+        """The batch writers in one savepoint: if one fails, none of them recorded
+        anything, and their after-commit catch-ups record it later; the events
+        themselves must not be lost. Not `guarded`: without the savepoint (one round trip
+        less on PostgreSQL), and a failure is _WritersFailed, which loses the transaction."""
         if not events or not self.batch_writers:
             return
         recorded: list[Callable[[], None]] = []
         try:
-            async with conn.savepoint():
-                for writer in self.batch_writers:
-                    callback = await writer(conn, events)
-                    if callback is not None:
-                        recorded.append(callback)
-        except Exception:
+            if guarded:
+                async with conn.savepoint():
+                    await self._run_writers(conn, events, recorded)
+            else:
+                await self._run_writers(conn, events, recorded)
+        except Exception as e:
+            if not guarded:
+                raise _WritersFailed() from e
             logger.exception("batch writers failed for %d events", len(events))
             return
         for callback in recorded:
             callback()
+
+    async def _run_writers(self, conn: Connection, events: Sequence[PersistedEvent],
+                           recorded: list[Callable[[], None]]) -> None:
+        for writer in self.batch_writers:
+            callback = await writer(conn, events)
+            if callback is not None:
+                recorded.append(callback)
 
     async def _build_and_persist(self, conn: Connection, fields: Mapping[str, Any],
                                  txn: TxnKey | None, view: _BatchView,

@@ -29,6 +29,10 @@ class Row(Protocol):
 class Connection(abc.ABC):
     """One connection, inside or outside a transaction."""
 
+    # Whether entering `savepoint()` costs a round trip to the database of its own (on
+    # PostgreSQL) rather than a statement run in this process (SQLite).
+    savepoint_is_a_round_trip = False
+
     @abc.abstractmethod
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; returns the number of rows it changed."""

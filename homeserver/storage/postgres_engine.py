@@ -30,6 +30,8 @@ ROLLBACK_TO = "ROLLBACK TO SAVEPOINT sp{n:d}"
 
 
 class PostgresConnection(Connection):
+    savepoint_is_a_round_trip = True
+
     def __init__(self, conn: asyncpg.Connection, *, transaction: bool = False):
         self._conn = conn
         self._transaction = transaction

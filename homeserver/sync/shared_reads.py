@@ -24,7 +24,9 @@ trip for them.
 
 A window that is exactly one batch of sends made here is not read at all, nor are its
 events' redactions and relations as of that batch's position: nothing can refer to them
-yet (sync/local_batches.py).
+yet (sync/local_batches.py). An older event formatted by a read (the lazily loaded
+sender's membership of every woken sync) keeps that format at later positions while only
+such batches, with no redaction or relation among them, came after it.
 
 `PerUserBatch` is the other kind of sharing: one query for a per-user value of every
 sync that asks in the same turn of the loop (memberships, sync/personal_reads.py).
@@ -56,6 +58,8 @@ H = TypeVar("H", bound=Hashable)
 # A wake-up brings a handful of events; past this many the per-room queries are cheaper
 # than holding every room's events of the range.
 MAX_WINDOW_EVENTS = 200
+# Formats read at one position and kept for later ones (see `_carried`).
+CARRIED_FORMATS = 4096
 # Nobody has an empty user ID: formatting "for nobody" leaves out everything personal.
 NOBODY = ""
 THREAD = "m.thread"
@@ -232,6 +236,10 @@ class SharedReads:
         self._windows = SharedMemo(16)
         self._formats = SharedMemo(4096)
         self._summaries = SharedMemo(4096)
+        # event -> (position, its format for nobody as of it), for events formatted by a
+        # read: at a later position that only inert local batches lead to
+        # (LocalBatches.inert_between) the format is the same. LRU-bounded.
+        self._carried: OrderedDict[str, tuple[int, JsonDict]] = OrderedDict()
 
     async def window(self, since: int, upto: int) -> StreamWindow | None:
         """The events of (since, upto]; None when there are too many to share."""
@@ -313,13 +321,38 @@ class SharedReads:
             e for e in events if e.replaces_state is None and local.unreferenced(e.event_id, upto)]
         out = {e.event_id: f for e, f in zip(
             plain, self._loader.format_unreferenced(plain, include_room_id=False), strict=True)}
-        if len(plain) < len(events):
-            rest = [e for e in events if e.event_id not in out]
+        rest = [e for e in events if e.event_id not in out]
+        if rest and local is not None:
+            out.update(self._carry(upto, rest, local))
+            rest = [e for e in rest if e.event_id not in out]
+        if rest:
             async with self._db.connection() as conn:
                 formatted = await self._loader.format(conn, rest, user_id=NOBODY, device_id=None,
                                                       include_room_id=False)
-            out.update((e.event_id, f) for e, f in zip(rest, formatted, strict=True))
+            for event, base in zip(rest, formatted, strict=True):
+                out[event.event_id] = base
+                self._remember_format(event.event_id, upto, base)
         return out
+
+    def _carry(self, upto: int, events: list[StoredEvent],
+               local: LocalBatches) -> dict[str, JsonDict]:
+        """The formats of `events` as of `upto` that a read at an earlier position gave."""
+        out = {}
+        for event in events:
+            entry = self._carried.get(event.event_id)
+            if entry is not None and entry[0] <= upto and local.inert_between(entry[0], upto):
+                out[event.event_id] = entry[1]
+                self._carried.move_to_end(event.event_id)
+        return out
+
+    def _remember_format(self, event_id: str, position: int, base: JsonDict) -> None:
+        kept = self._carried.get(event_id)
+        if kept is not None and kept[0] > position:
+            return  # a later position's is kept (this sync was behind)
+        self._carried[event_id] = (position, base)
+        self._carried.move_to_end(event_id)
+        while len(self._carried) > CARRIED_FORMATS:
+            self._carried.popitem(last=False)
 
     async def summaries(self, upto: int, room_ids: Sequence[str],
                         max_heroes: int) -> dict[str, SummaryBase]:

@@ -76,6 +76,27 @@ def test_windows_and_unreferenced_events_are_exact_and_bounded() -> None:
     assert batches.window(3, 4) is not None and batches.unreferenced("$e4", 4)
 
 
+def test_inert_between_follows_consecutive_batches_without_redactions_or_relations() -> None:
+    batches = LocalBatches(kept=3)
+    reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$old", "key": "x"}}
+    batches.note(LocalBatch(0, 2, ((_pdu(1), 1), (_pdu(2), 2))))
+    batches.note(LocalBatch(2, 3, ((_pdu(3), 3),)))
+    assert batches.inert_between(0, 3) and batches.inert_between(2, 3)
+    assert batches.inert_between(1, 3)  # from inside a batch: a superset was checked
+    assert batches.inert_between(3, 3)
+    # A position no kept batch ends at: something else took it.
+    assert not batches.inert_between(0, 4)
+    batches.note(LocalBatch(3, 4, ((_pdu(4, reaction), 4),)))
+    assert not batches.inert_between(2, 4) and batches.inert_between(0, 3)
+    batches.note(LocalBatch(4, 5, ((_pdu(5, {"redacts": "$old"}, type="m.room.redaction"), 5),)))
+    assert not batches.inert_between(4, 5)
+    # A gap between batches (a state event, another writer) breaks the chain.
+    batches.note(LocalBatch(6, 7, ((_pdu(7), 7),)))
+    assert batches.inert_between(6, 7) and not batches.inert_between(5, 7)
+    # Forgotten batches (kept=3) say nothing.
+    assert not batches.inert_between(2, 3)
+
+
 @pytest.fixture
 async def setup(make_hs: MakeHs, connect: Connect) -> tuple[Homeserver, TestClient]:  # noqa: F811
     hs = make_hs()
@@ -164,3 +185,47 @@ async def test_an_edit_after_the_batch_is_bundled_for_a_sync_behind_both(
     [first, _] = timeline(body, room)
     assert first["event_id"] == original
     assert first["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit_id
+
+
+LAZY = {"room": {"state": {"lazy_load_members": True}}}
+
+
+def _members(body: dict[str, Any], room: str) -> dict[str, dict[str, Any]]:
+    events = body["rooms"]["join"][room]["state"]["events"]
+    return {e["state_key"]: e for e in events if e["type"] == "m.room.member"}
+
+
+async def test_a_lazily_loaded_membership_is_read_once_while_only_messages_follow(
+        setup: tuple[Homeserver, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    hs, client = setup
+    alice, carol, room = await _room(client)
+    since = (await alice.sync(filter=LAZY))["next_batch"]
+    seen = _record_statements(monkeypatch)
+    [first] = await woken_by(hs.notifier, [alice.sync(since=since, timeout_ms=30_000, filter=LAZY)],
+                             carol.send(room, "one"))
+    member = _members(first, room)[carol.user_id]
+    assert WINDOW_AND_FORMAT_READS & set(seen)  # carol's membership is no new event
+    seen.clear()
+    [second] = await woken_by(
+        hs.notifier, [alice.sync(since=first["next_batch"], timeout_ms=30_000, filter=LAZY)],
+        carol.send(room, "two"))
+    assert not WINDOW_AND_FORMAT_READS & set(seen)
+    again = _members(second, room)[carol.user_id]
+    for formatted in (member, again):
+        formatted["unsigned"].pop("age")
+    assert again == member
+
+    # A redaction in between: the membership is read again, and shows it; then carried.
+    redaction = await ok(await client.put(
+        f"{C}/rooms/{room}/redact/{member['event_id']}/r1", headers=carol.headers, json={}))
+    await carol.send(room, "three")
+    third = await alice.sync(since=second["next_batch"], filter=LAZY)
+    redacted = _members(third, room)[carol.user_id]
+    assert redacted["unsigned"]["redacted_because"]["event_id"] == redaction["event_id"]
+    seen.clear()
+    [fourth] = await woken_by(
+        hs.notifier, [alice.sync(since=third["next_batch"], timeout_ms=30_000, filter=LAZY)],
+        carol.send(room, "four"))
+    assert not WINDOW_AND_FORMAT_READS & set(seen)
+    still = _members(fourth, room)[carol.user_id]
+    assert still["unsigned"]["redacted_because"]["event_id"] == redaction["event_id"]
