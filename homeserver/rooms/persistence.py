@@ -54,6 +54,7 @@ from homeserver.events.canonical_json import EventFormatError, check_event_forma
 from homeserver.events.pdu import Pdu
 from homeserver.events.room_versions import RoomVersion, get_room_version
 from homeserver.rooms.access import NOT_IN_ROOM
+from homeserver.rooms.auth_memo import AllowedAuth, AuthMemo, MemoKey, memo_key
 from homeserver.rooms.locks import RoomLocks
 from homeserver.rooms.relations import relation_of
 from homeserver.rooms.room_state import (
@@ -180,6 +181,8 @@ class _BatchView:
     pdus: dict[str, Pdu] = attrs.Factory(dict)
     # (snapshot, keys) -> entries; a snapshot never changes, so its reads stay valid.
     state_reads: dict[tuple[int, tuple[StateKey, ...]], StateMap] = attrs.Factory(dict)
+    # Plain events' auth events and allowed verdicts (rooms/auth_memo.py).
+    allowed: dict[MemoKey, AllowedAuth] = attrs.Factory(dict)
     deferred: list[_Deferred] = attrs.Factory(list)
     # Transaction IDs used by this batch's successful sends -> the send's index.
     txns: dict[TxnKey, int] = attrs.Factory(dict)
@@ -279,6 +282,8 @@ class EventPersister:
         # Committed batches' state reads (LRU). Only committed ones: on SQLite a rolled
         # back snapshot's ID is handed out again (storage/state.py, next_snapshot_id).
         self._state_reads: OrderedDict[tuple[int, tuple[StateKey, ...]], StateMap] = OrderedDict()
+        # Committed batches' verdicts on plain events, by snapshot, sender and type.
+        self._allowed = AuthMemo()
         # room_id -> its head as our last batch left it (LRU; see _write_sends).
         self._heads: OrderedDict[str, _Head] = OrderedDict()
 
@@ -383,6 +388,7 @@ class EventPersister:
         # of the database. Only the batch's last event: caching every event sent would
         # fill the cache (and memory) with events nobody reads; readers cache what they read.
         self._remember_state_reads(view.state_reads)
+        self._allowed.remember(view.allowed)
         new = [o for o in outcomes if isinstance(o, PersistedEvent) and not o.deduplicated]
         if new and not new[-1].pdu.is_state():
             self._stores.events.remember_committed([(new[-1].pdu, new[-1].stream_ordering)])
@@ -630,6 +636,17 @@ class EventPersister:
     ) -> tuple[Pdu, dict[tuple[str, str], Pdu], Pdu | None, dict[str, Pdu]]:
         """Build the event on `before` and run the auth rules: the event, its auth
         events by state key, the create event, and every event it loaded."""
+        # Only on the current state: a snapshot made for this send alone (forks) is rolled
+        # back with it if it fails, and its ID may be handed out again (see auth_memo.py).
+        key = memo_key(fields, before.snapshot_id, require_joined) if before.is_current else None
+        if key is not None:
+            known = view.allowed.get(key) or self._allowed.get(key)
+            if known is not None and all(p in view.pdus for p in before.prev_event_ids):
+                # Allowed before on this state: the same auth events, the same verdict.
+                view.allowed[key] = known
+                prev = [view.pdus[p] for p in before.prev_event_ids]
+                pdu = self._build(room_version, fields, prev, list(known.auth_ids), known.pdus)
+                return pdu, dict(known.auth_map), known.create, dict(known.pdus)
         sender = fields["sender"]
         member_key = ("m.room.member", sender)
         wanted = auth_types_for_event(room_version, fields["type"], sender,
@@ -657,6 +674,8 @@ class EventPersister:
             check_auth_rules(pdu, auth_map, create)
         except AuthError as e:
             raise Forbidden(f"Event not allowed: {e}") from None
+        if key is not None:
+            view.allowed[key] = AllowedAuth(tuple(auth_ids), auth_map, create, dict(pdus))
         return pdu, auth_map, create, pdus
 
     async def _read_state(self, conn: Connection, before: StateBefore,
