@@ -6,12 +6,13 @@ them: in-process by an asyncio lock per room, across processes by a PostgreSQL a
 lock taken first thing in the transaction. After commit the `on_event_persisted`
 callbacks run (notifier, push, federation queue), in registration order.
 
-Sends to one room that arrive while the room is busy are persisted together: whoever
-gets the room lock takes every queued send for the room (up to MAX_SENDS_PER_COMMIT)
-and persists them one after another in one transaction, each in its own savepoint so a
-rejected event fails alone. One commit (one fsync) then covers the batch; without this a
-busy room's throughput is bounded by one commit per event. Each caller still gets its
-own answer, only after the commit.
+Sends to one room that arrive while the room is busy are persisted together: one send
+at a time leads the room, takes every queued send for it (up to MAX_SENDS_PER_COMMIT)
+under the room lock and persists them one after another in one transaction, each in its
+own savepoint so a rejected event fails alone. One commit (one fsync) then covers the
+batch; without this a busy room's throughput is bounded by one commit per event. Each
+caller still gets its own answer, only after the commit and the batch's callbacks; then
+the first send queued meanwhile leads the next batch.
 
 Within a batch, a plain timeline event (not state, not a redaction) built on the room's
 current state changes nothing a later send of the batch reads from the database: its
@@ -233,6 +234,15 @@ class _QueuedSend:
     # Refuse (403, like RoomAccess.require_joined) unless the sender is joined to an
     # existing room; checked in the batch instead of by a read before queueing.
     require_joined: bool = False
+    # Set by the room's leader: _FINISHED once the batch that took this send has run
+    # its callbacks, or _LEAD when this send is to lead the next batch (see `send`).
+    turn: asyncio.Future[str] = attrs.Factory(lambda: asyncio.get_running_loop().create_future())
+
+
+_FINISHED = "finished"
+_LEAD = "lead"
+# Loop turns a new leader yields before taking its batch (see `send`).
+_TURNS_BEFORE_NEXT_BATCH = 3
 
 
 EventCallback = Callable[[PersistedEvent], Awaitable[None]]
@@ -273,6 +283,9 @@ class EventPersister:
         self._locks = RoomLocks()
         # room_id -> sends waiting for the room's lock, in arrival order.
         self._queued: dict[str, list[_QueuedSend]] = {}
+        # Rooms with a send leading (or about to lead) a batch: sends queued meanwhile
+        # wait for their turn instead of the room lock.
+        self._leading: set[str] = set()
         # Run after each commit; the sync notifier, push and federation append here.
         self.on_event_persisted: list[EventCallback] = on_event_persisted if on_event_persisted is not None else []
         # Run inside the transaction, after the event's own rows; a failure aborts it.
@@ -331,25 +344,65 @@ class EventPersister:
         mine = _QueuedSend(fields, txn, asyncio.get_running_loop().create_future(),
                            require_joined)
         self._queued.setdefault(room_id, []).append(mine)
+        if room_id in self._leading:
+            # Another send leads: it (or a later leader) takes ours into a batch and
+            # tells us once that batch's callbacks have run, or hands us the lead.
+            # Waiting on the room lock instead would pass it from each of the batch's
+            # senders to the next, a loop turn each, before the next batch could start.
+            try:
+                turn = await mine.turn
+            except asyncio.CancelledError:
+                # Not persisted unless a batch took it already.
+                self._unqueue(room_id, mine)
+                if mine.turn.done() and not mine.turn.cancelled() and mine.turn.result() == _LEAD:
+                    self._hand_on(room_id)  # handed the lead just as we were cancelled
+                raise
+            if turn == _FINISHED:
+                return mine.answer.result()
+            # Handed the lead by a batch that just woke syncs: let them run a few turns
+            # of the loop first (their reads and responses), or the next batch, which
+            # on SQLite runs to its commit without yielding, would hold their events
+            # back from the receivers while its senders already had their answers.
+            for _ in range(_TURNS_BEFORE_NEXT_BATCH):
+                await asyncio.sleep(0)
+        else:
+            self._leading.add(room_id)
+        batch: list[_QueuedSend] = []
         try:
             async with self._locks.hold(room_id):
-                if not mine.answer.done():
-                    # Ours is still queued: persist it with everything queued behind it.
-                    queue = self._queued[room_id]
-                    batch = queue[:MAX_SENDS_PER_COMMIT]
-                    del queue[:MAX_SENDS_PER_COMMIT]
-                    if not queue:
-                        del self._queued[room_id]
-                    await _finish_despite_cancellation(self._persist_batch(room_id, batch))
-        except asyncio.CancelledError:
-            # Gone before anyone took our send: it must not be persisted later.
-            waiting = self._queued.get(room_id)
-            if waiting is not None and mine in waiting:
-                waiting.remove(mine)
-                if not waiting:
+                queue = self._queued[room_id]
+                batch = queue[:MAX_SENDS_PER_COMMIT]
+                del queue[:MAX_SENDS_PER_COMMIT]
+                if not queue:
                     del self._queued[room_id]
+                await _finish_despite_cancellation(self._persist_batch(room_id, batch))
+        except asyncio.CancelledError:
+            if not batch:  # gone before it took the lock: ours is never persisted
+                self._unqueue(room_id, mine)
             raise
+        finally:
+            # Every send of the batch has its answer and its callbacks ran (or the batch
+            # failed): their callers may return. The next queued send leads.
+            for send in batch:
+                if send is not mine and not send.turn.done():
+                    send.turn.set_result(_FINISHED)
+            self._hand_on(room_id)
         return mine.answer.result()
+
+    def _unqueue(self, room_id: str, send: _QueuedSend) -> None:
+        waiting = self._queued.get(room_id)
+        if waiting is not None and send in waiting:
+            waiting.remove(send)
+            if not waiting:
+                del self._queued[room_id]
+
+    def _hand_on(self, room_id: str) -> None:
+        """The room's leader is done: the first queued send leads next, else none does."""
+        for send in self._queued.get(room_id, ()):
+            if not send.turn.done():
+                send.turn.set_result(_LEAD)
+                return
+        self._leading.discard(room_id)
 
     async def _persist_batch(self, room_id: str, batch: list[_QueuedSend]) -> None:
         """Persist queued sends in order in one transaction; answer each after commit."""
@@ -394,7 +447,7 @@ class EventPersister:
             self._stores.events.remember_committed([(new[-1].pdu, new[-1].stream_ordering)])
         # Answers first, with no await in between, so a cancellation during the
         # callbacks below cannot leave a caller unanswered. The callers return only once
-        # they get the room lock, i.e. after the callbacks.
+        # their turn says so (`send`), i.e. after the callbacks.
         for send, outcome in zip(batch, outcomes, strict=True):
             assert outcome is not None
             _answer(send.answer, outcome)

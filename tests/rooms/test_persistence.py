@@ -587,3 +587,31 @@ async def test_a_failing_batch_writer_never_costs_the_events(
         assert runs[1][:len(runs[0])] == runs[0]
     else:
         assert "batch writers failed" in caplog.text
+
+
+async def test_queued_senders_return_after_their_batch_and_the_next_one_leads(
+        rooms: RoomService, database: Database) -> None:
+    """Sends queued behind a busy room wait for their batch, not for the room lock: they
+    return once its callbacks ran; the first send queued while a batch ran leads the
+    next one, and a room with nobody queued has no leader left."""
+    room_id = await make_room(rooms)
+    order: list[str] = []
+
+    async def on_event(persisted: PersistedEvent) -> None:
+        order.append("callback " + persisted.pdu.content["body"])
+    rooms.persister.on_event_persisted.append(on_event)
+
+    async def send(body: str) -> None:
+        await rooms.persister.send({"type": "m.room.message", "room_id": room_id,
+                                    "sender": ALICE, "content": {"body": body}})
+        order.append("returned " + body)
+
+    first = asyncio.create_task(send("1"))
+    await asyncio.sleep(0)  # 1 leads
+    rest = [asyncio.create_task(send(str(i))) for i in (2, 3, 4)]
+    await asyncio.gather(first, *rest)
+    for body in "1234":
+        assert order.index("callback " + body) < order.index("returned " + body)
+    # 2, 3 and 4 made one batch (led by 2) after 1's, and returned after its callbacks.
+    assert order.index("callback 4") < order.index("returned 2")
+    assert rooms.persister._queued == {} and rooms.persister._leading == set()
