@@ -195,22 +195,26 @@ def _members(body: dict[str, Any], room: str) -> dict[str, dict[str, Any]]:
     return {e["state_key"]: e for e in events if e["type"] == "m.room.member"}
 
 
+async def _woken_member(hs: Homeserver, alice: User, carol: User, room: str, since: str,
+                        body: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A lazy-loading sync of Alice's woken by Carol's message: the response, and Carol's
+    membership in its state."""
+    [woken] = await woken_by(hs.notifier, [alice.sync(since=since, timeout_ms=30_000, filter=LAZY)],
+                             carol.send(room, body))
+    return woken, _members(woken, room)[carol.user_id]
+
+
 async def test_a_lazily_loaded_membership_is_read_once_while_only_messages_follow(
         setup: tuple[Homeserver, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
     hs, client = setup
     alice, carol, room = await _room(client)
     since = (await alice.sync(filter=LAZY))["next_batch"]
     seen = _record_statements(monkeypatch)
-    [first] = await woken_by(hs.notifier, [alice.sync(since=since, timeout_ms=30_000, filter=LAZY)],
-                             carol.send(room, "one"))
-    member = _members(first, room)[carol.user_id]
+    first, member = await _woken_member(hs, alice, carol, room, since, "one")
     assert WINDOW_AND_FORMAT_READS & set(seen)  # carol's membership is no new event
     seen.clear()
-    [second] = await woken_by(
-        hs.notifier, [alice.sync(since=first["next_batch"], timeout_ms=30_000, filter=LAZY)],
-        carol.send(room, "two"))
+    second, again = await _woken_member(hs, alice, carol, room, first["next_batch"], "two")
     assert not WINDOW_AND_FORMAT_READS & set(seen)
-    again = _members(second, room)[carol.user_id]
     for formatted in (member, again):
         formatted["unsigned"].pop("age")
     assert again == member
@@ -223,9 +227,6 @@ async def test_a_lazily_loaded_membership_is_read_once_while_only_messages_follo
     redacted = _members(third, room)[carol.user_id]
     assert redacted["unsigned"]["redacted_because"]["event_id"] == redaction["event_id"]
     seen.clear()
-    [fourth] = await woken_by(
-        hs.notifier, [alice.sync(since=third["next_batch"], timeout_ms=30_000, filter=LAZY)],
-        carol.send(room, "four"))
+    _, still = await _woken_member(hs, alice, carol, room, third["next_batch"], "four")
     assert not WINDOW_AND_FORMAT_READS & set(seen)
-    still = _members(fourth, room)[carol.user_id]
     assert still["unsigned"]["redacted_because"]["event_id"] == redaction["event_id"]
