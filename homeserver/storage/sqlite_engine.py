@@ -55,10 +55,19 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 # when writers keep arriving.
 MAX_GROUP_COMMIT = 64
 # A COMMIT nobody else waits for runs on the loop while recent commits took less than
-# this (the fsync of a fast disk): handing it to the commit thread and back then costs
-# more than the commit, on the latency of an idle server above all. A slower disk (or a
-# busy writer) keeps commits on the thread, so the loop never stalls for an fsync.
-INLINE_COMMIT_MAX_S = 0.001
+# this: handing it to the commit thread and back then costs the batch's callers more than
+# the commit itself. A slow disk (a spinning one: 5-10 ms per fsync) keeps commits on the
+# thread, so the loop does not stall for its fsyncs.
+#
+# Why 4 ms: on a busy loop the thread's round trip is itself a millisecond or more (the
+# thread waits for the GIL to start, and again to return from the COMMIT): in workload 1
+# of bench/, 1.4-1.8 ms median from start to end against 0.4 ms for the same COMMIT
+# inline, and a room's next batch cannot start before it ends. With 1 ms here, a few slow
+# fsyncs in a row (a checkpoint, the host's writeback) sent commits to the thread, whose
+# own times (GIL waits included) then kept them there, and send throughput fell by up to
+# a quarter in those runs (docs/benchmarks.md, the eleventh round). Times taken on the
+# thread stay below 4 ms on a fast disk, so commits come back to the loop by themselves.
+INLINE_COMMIT_MAX_S = 0.004
 # How long a write waits for another process holding SQLite's write lock.
 BUSY_TIMEOUT_MS = 5000
 # At most one background checkpoint per interval, started by a commit (see the module
