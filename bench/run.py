@@ -66,6 +66,11 @@ ROWS: list[tuple[str, str, str, str | None]] = [
     ("7 RSS peak", "w7_rss_peak_mb", "MiB", "lower"),
     ("8 WebSocket idle delivery median", "w8_ws_p50_ms", "ms", None),
     ("  register (per user)", "register_per_user_ms", "ms", "lower"),
+    # The machine's speed right before each server ran (bench/machine_probe.py): a ratio
+    # is comparable only when the two servers ran at the same speed.
+    ("  machine before the server: Python loop", "machine_probe.python_loop_ms", "ms", None),
+    ("  machine before the server: PostgreSQL SELECT 1 after 50 ms",
+     "machine_probe.pg_wake_rt_ms", "ms", None),
     ("  server CPU time, whole run", "server_cpu_s", "s", "lower"),
 ]
 
@@ -285,9 +290,15 @@ async def main_async(args: argparse.Namespace) -> int:
                 start, stop = PROFILE_SPANS[args.profile_span]
                 hooks = {start: prof.start, stop: prof.stop}
             log(f"[{db}] {kind} {versions[kind]}: port {port}, scale {args.scale}")
+            # The machine can change speed between the two servers' runs (minutes apart):
+            # each server's own probe goes into its metrics and the table.
+            measured = probes[db] if i == 0 else await probe(args.pg_dsn)
+            if i > 0:
+                log(f"[{db}] before {kind}: {describe(measured)}")
             t0 = time.perf_counter()
             results[db][kind] = await run_server(server, counts, args.pg_dsn, log, hooks,
                                                  [w for w in args.skip.split(",") if w])
+            results[db][kind]["machine_probe"] = measured
             log(f"[{db}] {kind} done in {time.perf_counter() - t0:.0f}s")
         if "devnet" in results[db]:
             print(table(db, results[db]["devnet"], results[db].get("synapse")), flush=True)
@@ -298,7 +309,8 @@ async def main_async(args: argparse.Namespace) -> int:
         "scale": args.scale, "counts": counts.__dict__, "machine": machine(), "versions": versions,
         "postgres": pg_version(args.pg_dsn) if "postgres" in dbs else None,
         "wall_time_s": round(time.time() - started),
-        # The machine's speed before each database's servers ran (bench/machine_probe.py).
+        # The machine's speed before each database's servers ran (bench/machine_probe.py);
+        # each server's own probe is in its metrics ("machine_probe").
         "machine_probe": probes,
     }
     report = {"meta": meta, "results": results,

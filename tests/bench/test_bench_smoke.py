@@ -49,6 +49,9 @@ def test_harness_runs_every_workload_against_devnet(tmp_path: Path) -> None:
     probe = report["meta"]["machine_probe"]["sqlite"]
     for key in ("python_loop_ms", "wake_rt_ms", "warm_rt_ms"):
         assert probe[key] > 0, key
+    # Each server's metrics carry the probe taken right before it ran, shown in the table.
+    assert metrics["machine_probe"] == probe
+    assert "| machine before the server: Python loop |" in report["tables"]["sqlite"].replace("|   ", "| ")
     # PostgreSQL is probed where the DSN answers, else the probe says why not.
     assert ("pg_wake_rt_ms" in probe) != ("pg_error" in probe)
 
