@@ -4,6 +4,8 @@ all-or-nothing outcome (homeserver/storage/sqlite_engine.py)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -172,35 +174,41 @@ async def write_again(db: SqliteDatabase) -> None:
     assert "again" in await keys(db)
 
 
+class TimedCommits:
+    """Where each COMMIT runs (the thread's name), each taking `seconds` (a simulated
+    fsync, on whichever thread commits)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.where: list[str] = []
+        self.seconds = 0.0
+        original = sqlite_engine._run
+
+        def run(conn: object, sql: str) -> None:
+            if sql == "COMMIT":
+                self.where.append(threading.current_thread().name)
+                time.sleep(self.seconds)
+            original(conn, sql)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(sqlite_engine, "_run", run)
+
+
+async def write_keys(db: SqliteDatabase, prefix: str, n: int) -> None:
+    """`n` transactions one after the other, one row each."""
+    for i in range(n):
+        async with db.transaction() as conn:
+            await conn.execute(INSERT, f"{prefix}{i}", 1)
+
+
 async def test_commits_run_on_the_loop_only_while_they_are_fast(
         db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
     """An uncontended COMMIT runs on the loop while commits are quick (a fast disk); once
     they are slow (simulated here), they move to the commit thread."""
-    import threading
-    import time
-    where: list[str] = []
-    disk_seconds = 0.0
-    original = sqlite_engine._run
-
-    def run(conn: object, sql: str) -> None:
-        if sql == "COMMIT":
-            where.append(threading.current_thread().name)
-            time.sleep(disk_seconds)  # the simulated fsync
-        original(conn, sql)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite_engine, "_run", run)
-
-    async def write(key: str) -> None:
-        async with db.transaction() as conn:
-            await conn.execute(INSERT, key, 1)
-
-    for i in range(3):
-        await write(f"fast{i}")
-    assert where == ["MainThread"] * 3
-    disk_seconds = 0.01
-    for i in range(6):
-        await write(f"slow{i}")
-    assert where[-1].startswith("sqlite-commit")
+    commits = TimedCommits(monkeypatch)
+    await write_keys(db, "fast", 3)
+    assert commits.where == ["MainThread"] * 3
+    commits.seconds = 0.01
+    await write_keys(db, "slow", 6)
+    assert commits.where[-1].startswith("sqlite-commit")
     assert len(await keys(db)) == 9
 
 
@@ -209,30 +217,11 @@ async def test_commits_come_back_to_the_loop_when_the_thread_is_all_that_made_th
     """A commit timed on the commit thread includes its waits for the GIL (1.4-1.8 ms on a
     busy loop in bench/'s workload 1, against 0.4 ms inline). Such times must not keep
     commits on the thread: after a slow spell they come back to the loop by themselves."""
-    import threading
-    import time
-    where: list[str] = []
-    commit_seconds = 0.0
-    original = sqlite_engine._run
-
-    def run(conn: object, sql: str) -> None:
-        if sql == "COMMIT":
-            where.append(threading.current_thread().name)
-            time.sleep(commit_seconds)
-        original(conn, sql)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite_engine, "_run", run)
-
-    async def write(key: str) -> None:
-        async with db.transaction() as conn:
-            await conn.execute(INSERT, key, 1)
-
-    commit_seconds = 0.01  # a slow spell: commits go to the thread
-    for i in range(6):
-        await write(f"slow{i}")
-    assert where[-1].startswith("sqlite-commit")
-    commit_seconds = 0.002  # what the thread's round trip costs on a busy loop
-    for i in range(12):
-        await write(f"after{i}")
-    assert where[-1] == "MainThread"
+    commits = TimedCommits(monkeypatch)
+    commits.seconds = 0.01  # a slow spell: commits go to the thread
+    await write_keys(db, "slow", 6)
+    assert commits.where[-1].startswith("sqlite-commit")
+    commits.seconds = 0.002  # what the thread's round trip costs on a busy loop
+    await write_keys(db, "after", 12)
+    assert commits.where[-1] == "MainThread"
     assert len(await keys(db)) == 18
