@@ -269,6 +269,7 @@ class Homeserver:
         self.search_indexer = SearchIndexer(self.db, search_store, rooms.stores, rooms.loader)
         rooms.add_event_listener(self.search_indexer.on_event_persisted)
         rooms.persister.batch_writers.append(self.search_indexer.index_in_transaction)
+        rooms.persister.timeline_search = self.search_indexer.timeline_rows
         self.room_event_search = RoomEventSearch(
             self.db, search_store, rooms.stores, rooms.loader, rooms.visibility,
             ContextLoader(rooms.stores, rooms.loader, rooms.visibility),

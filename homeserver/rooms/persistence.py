@@ -126,6 +126,9 @@ class PersistedEvent:
     stream_positions: Mapping[str, int] | None = None
     # The event's batch, when nothing can refer to its events yet (see LocalBatch).
     local_batch: LocalBatch | None = None
+    # What the statement that wrote the event did with its batch's full-text index
+    # entries, when they rode along (`EventPersister.timeline_search`); else None.
+    search: room_batch.SearchWritten | None = None
 
     @property
     def event_id(self) -> str:
@@ -260,6 +263,12 @@ DerivedWriter = Callable[[Connection, Pdu, int], Awaitable[None]]
 # savepoint (`_WritersFailed`).
 BatchWriter = Callable[[Connection, Sequence[PersistedEvent]],
                        Awaitable[Callable[[], None] | None]]
+# The full-text index entries of a batch's new events, in their order, for the statement
+# that writes the events (storage/room_batch.py): search/indexer.py. It is asked only
+# where that saves a round trip and only for a batch whose events are all written by
+# that one statement; the batch writers then find its outcome on the events
+# (`PersistedEvent.search`).
+TimelineSearch = Callable[[Sequence[Pdu]], room_batch.SearchRows]
 
 
 def format_error(e: EventFormatError) -> BadJson | TooLarge:
@@ -292,6 +301,7 @@ class EventPersister:
         self.derived_writers: list[DerivedWriter] = []
         # Run inside the transaction after all of a batch's events; a failure is contained.
         self.batch_writers: list[BatchWriter] = []
+        self.timeline_search: TimelineSearch | None = None
         # Committed batches' state reads (LRU). Only committed ones: on SQLite a rolled
         # back snapshot's ID is handed out again (storage/state.py, next_snapshot_id).
         self._state_reads: OrderedDict[tuple[int, tuple[StateKey, ...]], StateMap] = OrderedDict()
@@ -609,18 +619,21 @@ class EventPersister:
         room_id = view.room.room_id
         prevs = {p for d in deferred for p in d.pdu.prev_event_ids}
         stored = view.stored_extremities
+        # These are all the batch's events (they are all built here).
+        only = final and not view.not_only_deferred
+        search = (self.timeline_search([d.pdu for d in deferred])
+                  if only and self.timeline_search is not None
+                  and room_batch.search_rides_timeline(conn) else None)
         rows = room_batch.TimelineRows(
             room_id, [(d.pdu, d.before_snapshot_id) for d in deferred],
             remove_extremities=[e for e in stored if e in prevs],
             add_extremities=[e for e in view.extremities if e not in stored],
             txns=[(d.txn.user_id, d.txn.device_id, d.txn.txn_id, d.pdu.event_id)
                   for d in deferred if d.txn is not None],
-            now_ms=self._clock.time_ms(), expect=view.expect)
+            now_ms=self._clock.time_ms(), expect=view.expect, search=search)
         view.expect = None  # checked by this write; the room lock holds it after
         written = await room_batch.write_timeline(conn, EVENTS_STREAM, rows)
-        only = final and not view.not_only_deferred
         positions = written.positions if only else None
-        # The whole batch, when these are all its events (they are all built here).
         batch = local_batch([d.pdu for d in deferred], written.orderings) if only else None
         view.stored_extremities = list(view.extremities)
         for d, ordering in zip(deferred, written.orderings, strict=True):
@@ -629,7 +642,7 @@ class EventPersister:
             outcomes[d.index] = PersistedEvent(
                 d.pdu, ordering, current_snapshot_id=view.room.current_snapshot_id,
                 state_ids=(d.before_snapshot_id, d.before_snapshot_id),
-                stream_positions=positions, local_batch=batch)
+                stream_positions=positions, local_batch=batch, search=written.search)
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent], *,
                            guarded: bool = True) -> None:

@@ -209,6 +209,52 @@ async def test_events_are_indexed_inside_their_own_transaction(
     await indexer.close()
 
 
+class CountingStore(SearchStore):
+    """Counts the indexer's own moves of the position: in a batch writer's statement
+    (`statements`) and in a pass (`passes`)."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.passes = 0
+
+    async def advance_and_insert(self, conn: Connection, expected: int, position: int,
+                                 entries: Any) -> list[str] | None:
+        self.statements += 1
+        return await super().advance_and_insert(conn, expected, position, entries)
+
+    async def advance(self, conn: Connection, expected: int, position: int) -> bool:
+        self.passes += 1
+        return await super().advance(conn, expected, position)
+
+
+async def test_on_postgresql_the_entries_ride_the_statement_that_writes_the_events(
+        rooms: RoomService, database: Database, engine: str) -> None:
+    """Wired as server.py does, a batch of messages is indexed by the timeline statement
+    on PostgreSQL (no statement of the indexer's own), by the batch writer on SQLite;
+    either way with its commit, and the next batch's position check holds."""
+    room_id = await make_room(rooms)
+    store = CountingStore()
+    indexer = SearchIndexer(database, store, rooms.stores, rooms.loader)
+    await indexer.catch_up()
+    store.passes = 0
+    rooms.persister.batch_writers.append(indexer.index_in_transaction)
+    rooms.persister.timeline_search = indexer.timeline_rows
+    rooms.add_event_listener(indexer.on_event_persisted)
+    sent = [await _send(rooms, room_id, f"message number {i}", f"t{i}") for i in range(3)]
+    no_text = await rooms.send.send_message(ALICE, "DEV", room_id, "m.room.message",
+                                            {"msgtype": "m.text", "body": " "}, "t3")
+    await indexer.caught_up()
+    for event_id in sent:
+        assert await store.is_indexed(database, event_id)
+    assert not await store.is_indexed(database, no_text)
+    assert await store.indexed_upto(database) == await current_position(database, "events")
+    assert store.statements == (0 if engine == "postgres" else 4)
+    assert store.passes == 0
+    async with database.connection() as conn:
+        assert await store.count(conn, [room_id], ["number"], ["content.body"]) == 3
+    await indexer.close()
+
+
 class FailingInsert(SearchStore):
     def __init__(self) -> None:
         self.failures = 1

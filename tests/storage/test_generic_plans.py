@@ -114,11 +114,12 @@ async def test_timeline_write_finds_the_extremities_it_replaces_by_their_whole_k
     await database.execute("ANALYZE forward_extremities")
     types = ("text, text, text[], bigint[], text[], text[], text[], bigint[], text[], text[],"
              " text[], text[], text[], text[], bigint[], text[], text[], bigint, text[], text[],"
-             " text[], text[], boolean, bigint, bigint")
+             " text[], text[], boolean, bigint, bigint, boolean, int[], text[], text[]")
     args = ("'events', '!r', ARRAY['$e'], ARRAY[1], ARRAY['t'], ARRAY[NULL], ARRAY['@a'],"
             " ARRAY[1], ARRAY['{}'], ARRAY[NULL], ARRAY['$e'], ARRAY['$p'], ARRAY['$e'],"
             " ARRAY['$a'], ARRAY[1], ARRAY['$p'], ARRAY['$e'], 1, ARRAY['@a'], ARRAY['D'],"
-            " ARRAY['t'], ARRAY['$e'], true, 1, 1")
+            " ARRAY['t'], ARRAY['$e'], true, 1, 1, true, ARRAY[1], ARRAY['content.body'],"
+            " ARRAY['words']")
     plan = await _generic_plan(database, room_batch.WRITE_TIMELINE_PG, types, args)
     lines = plan.splitlines()
     # The guard finds the room's newest event by index, not by reading its extremities.
@@ -132,3 +133,7 @@ async def test_timeline_write_finds_the_extremities_it_replaces_by_their_whole_k
     assert lookups, plan
     for i in lookups:
         assert "event_id" in lines[i + 1] and "Filter" not in lines[i + 2], plan
+    # The search entries riding along check for redactions of their events by index.
+    assert "Seq Scan on redactions" not in plan, plan
+    assert "Index Only Scan using redactions_redacts" in plan or (
+        "Index Scan using redactions_redacts" in plan), plan

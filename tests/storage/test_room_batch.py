@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import attrs
 import pytest
 import signedjson.key
 
@@ -15,6 +16,7 @@ from homeserver.rooms.persistence import TxnKey
 from homeserver.rooms.service import RoomService
 from homeserver.storage import room_batch, streams
 from homeserver.storage.database import Database
+from homeserver.storage.streams import current_position
 
 ALICE = "@alice:test.local"
 
@@ -164,3 +166,96 @@ async def test_positions_are_not_vouched_for_after_waiting_for_another_writer(
         written = await room_batch.write_timeline(conn, "events", alone)
     async with database.connection() as conn:
         assert written.positions == await streams.all_positions(conn)
+
+
+async def _search_rows(database: Database, room_id: str) -> list[tuple[object, ...]]:
+    rows = await database.fetch(
+        "SELECT event_id, room_id, key, sender, stream_ordering, origin_server_ts, value"
+        " FROM event_search WHERE room_id = $1 ORDER BY stream_ordering", room_id)
+    return [(r["event_id"], r["room_id"], r["key"], r["sender"], r["stream_ordering"],
+             r["origin_server_ts"], r["value"]) for r in rows]
+
+
+async def _search_position(database: Database) -> int:
+    return int(await database.fetchval("SELECT indexed_upto FROM search_position WHERE id = 1"))
+
+
+async def _two_messages(rooms: RoomService, database: Database,
+                        room_id: str) -> room_batch.TimelineRows:
+    one = await _message_rows(rooms, database, room_id, 1)
+    two = await _message_rows(rooms, database, room_id, 2)
+    return attrs.evolve(one, events=[*one.events, *two.events])
+
+
+@pytest.mark.parametrize("engine", ["postgres"])
+async def test_search_entries_ride_the_timeline_statement(
+        database: Database, clock: FakeClock) -> None:
+    """With the search position right behind the batch, its entries are written with
+    the events' positions, the position moves past the batch, and an event a stored
+    redaction targets is held back; elsewhere nothing of the index is written."""
+    rooms, room_id = await _room(database, clock)
+    async with database.transaction() as conn:
+        assert room_batch.search_rides_timeline(conn)
+    rows = await _two_messages(rooms, database, room_id)
+    (first, _), (second, _) = rows.events
+    last = await current_position(database, "events")
+    await database.execute("UPDATE search_position SET indexed_upto = $1", last)
+    await database.execute("INSERT INTO redactions (event_id, redacts, room_id, validated)"
+                           " VALUES ('$r', $1, $2, 1)", second.event_id, room_id)
+    search = room_batch.SearchRows([(0, "content.body", "first words"),
+                                    (1, "content.body", "second words")])
+    async with database.transaction() as conn:
+        written = await room_batch.write_timeline(conn, "events", attrs.evolve(rows, search=search))
+    assert list(written.orderings) == [last + 1, last + 2]
+    assert written.search == room_batch.SearchWritten(True, [second.event_id])
+    assert await _search_position(database) == last + 2
+    assert await _search_rows(database, room_id) == [
+        (first.event_id, room_id, "content.body", first.sender, last + 1,
+         first.origin_server_ts, "first words")]
+    assert await database.fetchval(
+        "SELECT vector @@ to_tsquery('english', 'word') FROM event_search WHERE event_id = $1",
+        first.event_id)
+
+    # The position is not right behind the next batch: its events alone are written.
+    await database.execute("UPDATE search_position SET indexed_upto = $1", last + 1)
+    rows = await _two_messages(rooms, database, room_id)
+    async with database.transaction() as conn:
+        written = await room_batch.write_timeline(conn, "events", attrs.evolve(
+            rows, search=room_batch.SearchRows([(1, "content.body", "not indexed")])))
+    assert written.search == room_batch.SearchWritten(False, [])
+    assert list(written.orderings) == [last + 3, last + 4]
+    assert await _search_position(database) == last + 1
+    assert len(await _search_rows(database, room_id)) == 1
+
+
+@pytest.mark.parametrize("engine", ["postgres"])
+async def test_a_stale_head_writes_no_search_entries(database: Database, clock: FakeClock) -> None:
+    rooms, room_id = await _room(database, clock)
+    rows = await _message_rows(rooms, database, room_id, 1)
+    last = await current_position(database, "events")
+    await database.execute("UPDATE search_position SET indexed_upto = $1", last)
+    room = await database.fetchval("SELECT current_snapshot_id FROM rooms WHERE room_id = $1",
+                                   room_id)
+    stale = room_batch.Head(int(room) + 1, rows.remove_extremities, last)
+    with pytest.raises(room_batch.StaleHead):
+        async with database.transaction() as conn:
+            await room_batch.write_timeline(conn, "events", attrs.evolve(
+                rows, expect=stale,
+                search=room_batch.SearchRows([(0, "content.body", "never written")])))
+    assert await _search_position(database) == last
+    assert await _search_rows(database, room_id) == []
+
+
+@pytest.mark.parametrize("engine", ["sqlite"])
+async def test_search_entries_do_not_ride_on_sqlite(database: Database, clock: FakeClock) -> None:
+    """In process a statement costs no round trip: the indexer writes the entries."""
+    rooms, room_id = await _room(database, clock)
+    rows = await _message_rows(rooms, database, room_id, 1)
+    before = await _search_position(database)
+    async with database.transaction() as conn:
+        assert not room_batch.search_rides_timeline(conn)
+        written = await room_batch.write_timeline(conn, "events", attrs.evolve(
+            rows, search=room_batch.SearchRows([(0, "content.body", "words")])))
+    assert written.search is None
+    assert await _search_position(database) == before
+    assert await _search_rows(database, room_id) == []
