@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -175,21 +174,21 @@ async def write_again(db: SqliteDatabase) -> None:
 
 
 class TimedCommits:
-    """Where each COMMIT runs (the thread's name), each taking `seconds` (a simulated
-    fsync, on whichever thread commits)."""
+    """Where each COMMIT runs (the thread's name), each timed as taking `seconds` (a
+    simulated fsync, on whichever thread commits). The engine sees only the simulated
+    time, not the real one, which a loaded machine (tests in parallel) would stretch."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.where: list[str] = []
         self.seconds = 0.0
-        original = sqlite_engine._run
+        original = sqlite_engine._timed_commit
 
-        def run(conn: object, sql: str) -> None:
-            if sql == "COMMIT":
-                self.where.append(threading.current_thread().name)
-                time.sleep(self.seconds)
-            original(conn, sql)  # type: ignore[arg-type]
+        def timed_commit(conn: object) -> float:
+            self.where.append(threading.current_thread().name)
+            original(conn)  # type: ignore[arg-type]
+            return self.seconds
 
-        monkeypatch.setattr(sqlite_engine, "_run", run)
+        monkeypatch.setattr(sqlite_engine, "_timed_commit", timed_commit)
 
 
 async def write_keys(db: SqliteDatabase, prefix: str, n: int) -> None:
