@@ -248,6 +248,7 @@ class Homeserver:
         # Counts commit with their events where it can (push/bulk_evaluator.py), so the
         # sync wake-up needs no second transaction.
         rooms.persister.batch_writers.append(self.push_evaluator.record_in_transaction)
+        rooms.persister.timeline_push = self.push_evaluator.timeline_rows
         self.push_evaluator.after_evaluation.append(self._sync_wake)
         self.notification_counts = NotificationCounts(db, notifications, rooms.stores,
                                                       rooms.loader)

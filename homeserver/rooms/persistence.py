@@ -72,6 +72,7 @@ from homeserver.state.auth_rules import AuthError, check_auth_rules
 from homeserver.state.power_levels import get_named_level, get_user_power_level
 from homeserver.storage import room_batch, streams
 from homeserver.storage.database import Connection, Database, Row
+from homeserver.storage.notifications import Started
 from homeserver.storage.rooms import RoomRow
 from homeserver.storage.state import StateMap, diff_states
 
@@ -129,6 +130,9 @@ class PersistedEvent:
     # What the statement that wrote the event did with its batch's full-text index
     # entries, when they rode along (`EventPersister.timeline_search`); else None.
     search: room_batch.SearchWritten | None = None
+    # Likewise push's records of its batch (`EventPersister.timeline_push`), when the
+    # statement wrote them (storage/room_batch.py, TimelineWritten.push); else None.
+    push: Started | None = None
 
     @property
     def event_id(self) -> str:
@@ -269,6 +273,10 @@ BatchWriter = Callable[[Connection, Sequence[PersistedEvent]],
 # that one statement; the batch writers then find its outcome on the events
 # (`PersistedEvent.search`).
 TimelineSearch = Callable[[Sequence[Pdu]], room_batch.SearchRows]
+# Push's records of a batch's new events, likewise (push/bulk_evaluator.py): `(conn,
+# events, the room's current state snapshot)`; None to record them the usual way.
+TimelinePush = Callable[[Connection, Sequence[Pdu], int],
+                        Awaitable[room_batch.PushRows | None]]
 
 
 def format_error(e: EventFormatError) -> BadJson | TooLarge:
@@ -302,6 +310,7 @@ class EventPersister:
         # Run inside the transaction after all of a batch's events; a failure is contained.
         self.batch_writers: list[BatchWriter] = []
         self.timeline_search: TimelineSearch | None = None
+        self.timeline_push: TimelinePush | None = None
         # Committed batches' state reads (LRU). Only committed ones: on SQLite a rolled
         # back snapshot's ID is handed out again (storage/state.py, next_snapshot_id).
         self._state_reads: OrderedDict[tuple[int, tuple[StateKey, ...]], StateMap] = OrderedDict()
@@ -621,20 +630,27 @@ class EventPersister:
         stored = view.stored_extremities
         # These are all the batch's events (they are all built here).
         only = final and not view.not_only_deferred
-        search = (self.timeline_search([d.pdu for d in deferred])
-                  if only and self.timeline_search is not None
-                  and room_batch.search_rides_timeline(conn) else None)
+        rides = only and room_batch.search_rides_timeline(conn)
+        pdus = [d.pdu for d in deferred]
+        search = (self.timeline_search(pdus)
+                  if rides and self.timeline_search is not None else None)
+        # Push's records are made on a guess of the positions the events will take,
+        # which another room's batch in flight would make wrong (and the evaluation
+        # wasted): only a room sending alone takes them along.
+        push = (await self.timeline_push(conn, pdus, view.room.current_snapshot_id)
+                if rides and self.timeline_push is not None and len(self._leading) == 1
+                and view.room.current_snapshot_id is not None else None)
         rows = room_batch.TimelineRows(
             room_id, [(d.pdu, d.before_snapshot_id) for d in deferred],
             remove_extremities=[e for e in stored if e in prevs],
             add_extremities=[e for e in view.extremities if e not in stored],
             txns=[(d.txn.user_id, d.txn.device_id, d.txn.txn_id, d.pdu.event_id)
                   for d in deferred if d.txn is not None],
-            now_ms=self._clock.time_ms(), expect=view.expect, search=search)
+            now_ms=self._clock.time_ms(), expect=view.expect, search=search, push=push)
         view.expect = None  # checked by this write; the room lock holds it after
         written = await room_batch.write_timeline(conn, EVENTS_STREAM, rows)
         positions = written.positions if only else None
-        batch = local_batch([d.pdu for d in deferred], written.orderings) if only else None
+        batch = local_batch(pdus, written.orderings) if only else None
         view.stored_extremities = list(view.extremities)
         for d, ordering in zip(deferred, written.orderings, strict=True):
             for writer in self.derived_writers:
@@ -642,7 +658,8 @@ class EventPersister:
             outcomes[d.index] = PersistedEvent(
                 d.pdu, ordering, current_snapshot_id=view.room.current_snapshot_id,
                 state_ids=(d.before_snapshot_id, d.before_snapshot_id),
-                stream_positions=positions, local_batch=batch, search=written.search)
+                stream_positions=positions, local_batch=batch, search=written.search,
+                push=written.push)
 
     async def _write_batch(self, conn: Connection, events: Sequence[PersistedEvent], *,
                            guarded: bool = True) -> None:

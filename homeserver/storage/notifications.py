@@ -204,9 +204,11 @@ WHERE notification_counts.read_upto < $8
 # key up through the primary keys: as a join, a plan that expects a third of the rows
 # past $1 (a prepared statement's generic guess) scans for the first, reading whole
 # tables when, as expected, there is none.
-ADVANCE_AND_RECORD_PG = f"""
-WITH advanced AS ({push_position.ADVANCE}
-), room_reads AS (
+# The statement without its first CTE (`advanced`, the position's move) and its final
+# SELECT's columns: a batch's timeline statement takes them too, with a move of its own
+# (storage/room_batch.py, WRITE_TIMELINE_PUSH_PG).
+RECORD_CTES_PG = """
+room_reads AS (
     SELECT user_id, room_id, read_upto FROM notification_room_read
     WHERE user_id = ANY($3::text[]) AND room_id = ANY($4::text[])
 ), pushable AS (
@@ -247,12 +249,17 @@ WITH advanced AS ({push_position.ADVANCE}
                          $18::text[], $19::smallint[], $20::bigint[])
     WHERE EXISTS (SELECT 1 FROM ready)
     ON CONFLICT (user_id, stream_ordering) DO NOTHING
-)
-SELECT EXISTS (SELECT 1 FROM advanced) AS advanced, EXISTS (SELECT 1 FROM ready) AS written,
+)"""
+RECORD_RESULT_PG = """
+       EXISTS (SELECT 1 FROM advanced) AS advanced, EXISTS (SELECT 1 FROM ready) AS written,
        ARRAY(SELECT user_id FROM pushable) AS pushable,
        ARRAY(SELECT user_id FROM room_reads ORDER BY user_id, room_id) AS read_users,
        ARRAY(SELECT room_id FROM room_reads ORDER BY user_id, room_id) AS read_rooms,
-       ARRAY(SELECT read_upto FROM room_reads ORDER BY user_id, room_id) AS read_uptos
+       ARRAY(SELECT read_upto FROM room_reads ORDER BY user_id, room_id) AS read_uptos"""
+ADVANCE_AND_RECORD_PG = f"""
+WITH advanced AS ({push_position.ADVANCE}
+), {RECORD_CTES_PG.strip()}
+SELECT {RECORD_RESULT_PG.strip()}
 """
 SELECT_COUNTS = """
 SELECT room_id, thread_id, notif_count, highlight_count FROM notification_counts
@@ -382,6 +389,30 @@ def _room_reads(row: Row) -> dict[tuple[str, str], int]:
                                               row["read_uptos"], strict=True)}
 
 
+def record_args_pg(after: int, upto: int, steps: Sequence[Step], *,
+                   pushes: bool) -> list[Any]:
+    """ADVANCE_AND_RECORD_PG's parameters ($1-$20) for `advance_and_record`'s arguments."""
+    users = sorted({n.user_id for step in steps for n in step.notifications})
+    rooms = sorted({n.room_id for step in steps for n in step.notifications})
+    netted = _net_changes(steps, after)
+    net, rows = netted if netted is not None else ({}, [])
+    keys = list(net)
+    columns = [list(c) for c in zip(*_encoded_rows(rows), strict=True)] or [[]] * 8
+    return [after, upto, users, rooms, users if pushes else [], netted is not None,
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+            [net[k][0] for k in keys], [net[k][1] for k in keys], [net[k][2] for k in keys],
+            *columns]
+
+
+def recorded_pg(conn: Connection, row: Row) -> Started | None:
+    """`advance_and_record`'s answer from the columns of RECORD_RESULT_PG."""
+    if not row["advanced"]:
+        return None
+    if row["written"]:
+        return Started(frozenset(), None)
+    return Started(frozenset(row["pushable"]), NotificationBatch(conn, set(), _room_reads(row)))
+
+
 class NotificationStore:
     async def batch(self, conn: Connection, users: Collection[str], rooms: Collection[str],
                     after: int, upto: int, *, fresh: bool = False) -> NotificationBatch:
@@ -425,23 +456,10 @@ class NotificationStore:
             pushable = await users_with_pushers(conn, users) if pushes else set()
             return Started(frozenset(pushable),
                            await self.batch(conn, users, rooms, after, upto, fresh=True))
-        netted = _net_changes(steps, after)
-        net, rows = netted if netted is not None else ({}, [])
-        keys = list(net)
-        columns = [list(c) for c in zip(*_encoded_rows(rows), strict=True)] or [[]] * 8
-        row = await conn.fetchrow(
-            ADVANCE_AND_RECORD_PG, after, upto, users, rooms, users if pushes else [],
-            netted is not None,
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-            [net[k][0] for k in keys], [net[k][1] for k in keys], [net[k][2] for k in keys],
-            *columns)
+        row = await conn.fetchrow(ADVANCE_AND_RECORD_PG, *record_args_pg(after, upto, steps,
+                                                                        pushes=pushes))
         assert row is not None
-        if not row["advanced"]:
-            return None
-        if row["written"]:
-            return Started(frozenset(), None)
-        reads = _room_reads(row)
-        return Started(frozenset(row["pushable"]), NotificationBatch(conn, set(), reads))
+        return recorded_pg(conn, row)
 
     async def add(self, conn: Connection, notifications: Sequence[NewNotification]) -> None:
         """Record notifications and count the unread ones; adding one twice is a no-op."""

@@ -5,7 +5,10 @@ On PostgreSQL each is one statement: every statement is a round trip, and a send
 round trips were most of its time. The head is one SELECT (the room row, its forward
 extremities and the batch's used transaction IDs); the timeline rows are one statement
 of data-modifying CTEs over arrays (stream positions, events, edges, event_state,
-forward extremities, transaction IDs). The lock itself stays a statement of its own:
+forward extremities, transaction IDs), which also writes the batch's full-text index
+entries and push's records of it when they are given (`SearchRows`, `PushRows`: each
+written only if its position is right behind the batch, as the batch writers' own
+statements would). The lock itself stays a statement of its own:
 a READ COMMITTED statement reads from a snapshot taken when it starts, so reads in the
 statement that waits for the lock could miss the commit of the writer it waited for.
 
@@ -21,15 +24,16 @@ per-table statements, which write the same rows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import attrs
 
 from homeserver.events.pdu import Pdu
 from homeserver.storage import events as event_sql
+from homeserver.storage import notifications, streams
 from homeserver.storage import rooms as room_sql
 from homeserver.storage import state as state_sql
-from homeserver.storage import streams
 from homeserver.storage import txn_ids as txn_sql
 from homeserver.storage.batch import is_postgres, json_id_list
 from homeserver.storage.database import Connection, Row
@@ -61,6 +65,11 @@ SELECT txn_id, event_id FROM event_txn_ids
 WHERE user_id = $2 AND device_id = $3 AND txn_id IN (SELECT value FROM json_each($1))
 """
 
+def _shift_parameters(sql: str, by: int) -> str:
+    """`sql` with its parameters renumbered ($1 -> $(1 + by)), to join another statement."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
+
+
 # $1 stream, $2 room, $3-$10 the events in stream order, $11-$12 prev edges, $13-$14
 # auth edges, $15 each event's state snapshot (before = after: not state), $16/$17
 # extremities removed/added, $18 now, $19-$22 transaction IDs. The CTEs all see the
@@ -82,7 +91,7 @@ WHERE user_id = $2 AND device_id = $3 AND txn_id IN (SELECT value FROM json_each
 # stored redaction targets, joined to it so that nothing is written unless it moved.
 # The targeted events are returned as `held_back` (whether a redaction applies is the
 # indexer's rule). One round trip less per batch than the indexer's own statement.
-WRITE_TIMELINE_PG = """
+_TIMELINE_CTES_PG = """
 WITH guard AS (
     SELECT 1 AS ok WHERE NOT $23::boolean OR (
         (SELECT r.current_snapshot_id FROM rooms r WHERE r.room_id = $2) = $24::bigint
@@ -156,14 +165,30 @@ WITH guard AS (
     FROM search_advanced a, unnest($27::int[], $28::text[], $29::text[]) AS x(n, key, value)
     WHERE NOT EXISTS (SELECT 1 FROM redactions d WHERE d.redacts = ($3::text[])[x.n])
     ON CONFLICT (event_id) DO NOTHING
-)
-SELECT pos.position, s.streams, s.positions,
+)"""
+_TIMELINE_RESULT_PG = """
+       pos.position, s.streams, s.positions,
        EXISTS (SELECT 1 FROM search_advanced) AS searched,
        ARRAY(SELECT d.redacts FROM redactions d
-             WHERE $26::boolean AND d.redacts = ANY($3::text[])) AS held_back
+             WHERE $26::boolean AND d.redacts = ANY($3::text[])) AS held_back"""
+_TIMELINE_FROM_PG = """
 FROM pos, (SELECT array_agg(stream) AS streams, array_agg(position) AS positions
            FROM stream_positions) s
 """
+WRITE_TIMELINE_PG = f"{_TIMELINE_CTES_PG}\nSELECT{_TIMELINE_RESULT_PG}{_TIMELINE_FROM_PG}"
+# With `PushRows` as well ($30-$49: notifications.ADVANCE_AND_RECORD_PG's $1-$20): push's
+# records of the batch, made on the guess that its events take the positions right after
+# $30. The push position moves from $30 to $31 only if it is at $30 and the guess held
+# (`pos`); the records' CTEs all depend on that move (their `ready`), so otherwise only
+# the events are written. One round trip less per batch than push's own statement.
+_PUSH_OFFSET = 29
+WRITE_TIMELINE_PUSH_PG = f"""{_TIMELINE_CTES_PG}, advanced AS (
+    UPDATE push_position SET evaluated_upto = $31 FROM pos
+    WHERE push_position.id = 1 AND push_position.evaluated_upto = $30 AND pos.position = $31
+    RETURNING push_position.evaluated_upto
+), {_shift_parameters(notifications.RECORD_CTES_PG.strip(), _PUSH_OFFSET)}
+SELECT{_TIMELINE_RESULT_PG},
+       {_shift_parameters(notifications.RECORD_RESULT_PG.strip(), _PUSH_OFFSET)}{_TIMELINE_FROM_PG}"""
 
 
 @attrs.frozen
@@ -214,6 +239,18 @@ class SearchWritten:
 
 
 @attrs.frozen
+class PushRows:
+    """Push's records of a batch's events (push/bulk_evaluator.py), made on the guess
+    that the events take the events stream's positions right after `after`: the steps
+    of notifications.NotificationStore.advance_and_record from `after`. See
+    WRITE_TIMELINE_PUSH_PG for when they are written."""
+
+    after: int
+    steps: Sequence[notifications.Step]
+    pushes: bool
+
+
+@attrs.frozen
 class TimelineRows:
     """Timeline events (not state, not outliers) built on the room's current state, in
     stream order, with what they change: the rows `write_timeline` writes."""
@@ -229,9 +266,10 @@ class TimelineRows:
     # Not None: write only if this is still the room's head and no transaction ID of
     # `txns` is used yet, else raise StaleHead.
     expect: Head | None = None
-    # Not None: the events' full-text index entries, written by the same statement on
-    # PostgreSQL (`search_rides_timeline`); ignored elsewhere.
+    # Not None: the events' full-text index entries, and push's records of them, written
+    # by the same statement on PostgreSQL (`search_rides_timeline`); ignored elsewhere.
     search: SearchRows | None = None
+    push: PushRows | None = None
 
 
 @attrs.frozen
@@ -253,6 +291,10 @@ class TimelineWritten:
     positions: dict[str, int] | None
     # Not None when the statement was given `TimelineRows.search` (PostgreSQL).
     search: SearchWritten | None = None
+    # `advance_and_record`'s answer for `TimelineRows.push` when the statement moved the
+    # push position; None when it was not given, or the position or the guess was wrong
+    # (nothing of push written).
+    push: notifications.Started | None = None
 
 
 async def read_head(conn: Connection, room_id: str,
@@ -310,8 +352,11 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
         return TimelineWritten(await _write_timeline_sqlite(conn, stream, rows, pdus), None)
     search = rows.search
     entries = search.entries if search is not None else ()
+    push = rows.push
+    push_args = [] if push is None else notifications.record_args_pg(
+        push.after, push.after + len(pdus), push.steps, pushes=push.pushes)
     row = await conn.fetchrow(
-        WRITE_TIMELINE_PG, stream, rows.room_id,
+        WRITE_TIMELINE_PG if push is None else WRITE_TIMELINE_PUSH_PG, stream, rows.room_id,
         [p.event_id for p in pdus], [p.depth for p in pdus], [p.type for p in pdus],
         [p.state_key for p in pdus], [p.sender for p in pdus],
         [p.origin_server_ts for p in pdus], [p.canonical_json().decode() for p in pdus],
@@ -327,18 +372,20 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
         expect.current_snapshot_id if expect is not None else 0,
         expect.last_ordering if expect is not None else 0,
         search is not None, [i + 1 for i, _, _ in entries], [k for _, k, _ in entries],
-        [v for _, _, v in entries])
+        [v for _, _, v in entries], *push_args)
     if row is None:
         assert expect is not None, "an unguarded write always returns its positions"
         raise StaleHead(rows.room_id)
     last = int(row["position"])
     orderings = range(last - len(pdus) + 1, last + 1)
-    written = (None if search is None else
-               SearchWritten(bool(row["searched"]), list(row["held_back"] or ())))
+    searched = (None if search is None else
+                SearchWritten(bool(row["searched"]), list(row["held_back"] or ())))
+    pushed = None if push is None else notifications.recorded_pg(conn, row)
     seen = dict(zip(row["streams"] or (), (int(p) for p in row["positions"] or ()), strict=True))
     if seen.get(stream, 0) != orderings.start - 1:
-        return TimelineWritten(orderings, None, written)  # another writer got in between
-    return TimelineWritten(orderings, {**seen, stream: last}, written)
+        # Another writer got in between.
+        return TimelineWritten(orderings, None, searched, pushed)
+    return TimelineWritten(orderings, {**seen, stream: last}, searched, pushed)
 
 
 async def _head_holds_sqlite(conn: Connection, room_id: str, expect: Head,

@@ -5,6 +5,7 @@ it cannot record, the events are not lost and the background pass records them."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +31,10 @@ from tests.rooms.conftest import ALICE, BOB, make_room
 
 
 def attach(rooms: RoomService, push: BulkPushEvaluator) -> None:
-    """Wire the evaluator as the homeserver does (server.py, _build_push)."""
+    """Wire the evaluator as the homeserver does (server.py, _build_push): on
+    PostgreSQL a batch of messages is recorded by the statement that writes it."""
     rooms.persister.batch_writers.append(push.record_in_transaction)
+    rooms.persister.timeline_push = push.timeline_rows
     rooms.add_event_listener(push.on_event_persisted)
 
 
@@ -155,3 +158,93 @@ async def test_events_behind_an_unevaluated_one_wait_for_the_pass(
     await send(rooms, ALICE, room_id, "inline again")
     assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (2, 0)}}
     assert len(position.moves) == 1
+
+
+class CountingRecords(NotificationStore):
+    """Counts the evaluator's own statements that record fresh events."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def advance_and_record(self, conn: Connection, after: int, upto: int,
+                                 steps: Sequence[Step], *, pushes: bool) -> Started | None:
+        self.calls += 1
+        return await super().advance_and_record(conn, after, upto, steps, pushes=pushes)
+
+
+async def test_on_postgresql_the_records_ride_the_statement_that_writes_the_events(
+        rooms: RoomService, database: Database, clock: FakeClock, engine: str) -> None:
+    """Once the evaluator knows the position (after its first batch), a batch of
+    messages is recorded by the timeline statement on PostgreSQL: no statement of its
+    own, the same counts, and the wake-up right after the commit."""
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    store = CountingRecords()
+    push = evaluator(rooms, database, clock, notifications=store)
+    await push.catch_up()
+    store.calls = 0
+    attach(rooms, push)
+    seen: list[Any] = []
+
+    async def wake(persisted: PersistedEvent) -> None:
+        seen.append(await NotificationStore().counts(database, BOB))
+    push.after_evaluation.append(wake)
+    await send(rooms, ALICE, room_id, "one")
+    await send(rooms, ALICE, room_id, "two")
+    await send(rooms, ALICE, room_id, "three", **{"m.mentions": {"user_ids": [BOB]}})
+    await send(rooms, BOB, room_id, "read")  # sending reads up to one's own event
+    assert seen[:3] == [{room_id: {"main": (1, 0)}}, {room_id: {"main": (2, 0)}},
+                        {room_id: {"main": (3, 1)}}]
+    assert seen[3] == {}
+    assert await NotificationStore().counts(database, ALICE) == {room_id: {"main": (1, 0)}}
+    assert store.calls == (1 if engine == "postgres" else 4)
+    assert await PushPositionStore().evaluated_upto(database) == \
+        await current_position(database, "events")
+
+
+async def test_a_wrong_guess_of_the_positions_records_nothing_and_the_event_is_not_lost(
+        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+    """Another writer took an events position the evaluator did not see (another
+    process): the batch's guess is wrong, the statement writes the events alone, and
+    the event is recorded the usual way."""
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    store = CountingRecords()
+    push = evaluator(rooms, database, clock, notifications=store)
+    await push.catch_up()
+    attach(rooms, push)
+    await send(rooms, ALICE, room_id, "one")
+    calls = store.calls
+    async with database.transaction() as conn:
+        await conn.execute("UPDATE stream_positions SET position = position + 1"
+                           " WHERE stream = 'events'")
+    await send(rooms, ALICE, room_id, "two")
+    await push.drained()
+    assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (2, 0)}}
+    assert await PushPositionStore().evaluated_upto(database) == \
+        await current_position(database, "events")
+    # Nothing was written by the statement: a pass recorded it.
+    assert store.calls > calls
+    await send(rooms, ALICE, room_id, "three")
+    assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (3, 0)}}
+
+
+async def test_rooms_sending_at_once_are_recorded_once_each(
+        rooms: RoomService, database: Database, clock: FakeClock) -> None:
+    """Batches of two rooms in flight together, where a guess of the positions may be
+    wrong: every message is counted exactly once."""
+    first = await make_room(rooms, preset="public_chat")
+    second = await make_room(rooms, preset="public_chat")
+    for room_id in (first, second):
+        await rooms.membership.join(BOB, room_id)
+    push = evaluator(rooms, database, clock)
+    await push.catch_up()
+    attach(rooms, push)
+    await send(rooms, ALICE, first, "known position")
+    await asyncio.gather(*(send(rooms, ALICE, room_id, f"at once {i}")
+                           for i in range(5) for room_id in (first, second)))
+    await push.drained()
+    assert await NotificationStore().counts(database, BOB) == {
+        first: {"main": (6, 0)}, second: {"main": (5, 0)}}
+    assert await PushPositionStore().evaluated_upto(database) == \
+        await current_position(database, "events")

@@ -137,3 +137,27 @@ async def test_timeline_write_finds_the_extremities_it_replaces_by_their_whole_k
     assert "Seq Scan on redactions" not in plan, plan
     assert "Index Only Scan using redactions_redacts" in plan or (
         "Index Scan using redactions_redacts" in plan), plan
+
+
+async def test_timeline_write_with_push_records_looks_rows_up_by_key(database: Database) -> None:
+    """The send batch's one statement on PostgreSQL, with the search entries and push's
+    records riding along: no table that grows with the messages is read whole."""
+    types = ("text, text, text[], bigint[], text[], text[], text[], bigint[], text[], text[],"
+             " text[], text[], text[], text[], bigint[], text[], text[], bigint, text[], text[],"
+             " text[], text[], boolean, bigint, bigint, boolean, int[], text[], text[],"
+             " bigint, bigint, text[], text[], text[], boolean, text[], text[], text[], bigint[],"
+             " bigint[], bigint[], text[], text[], text[], text[], bigint[], text[], smallint[],"
+             " bigint[]")
+    args = ("'events', '!r', ARRAY['$e'], ARRAY[1], ARRAY['t'], ARRAY[NULL], ARRAY['@a'],"
+            " ARRAY[1], ARRAY['{}'], ARRAY[NULL], ARRAY['$e'], ARRAY['$p'], ARRAY['$e'],"
+            " ARRAY['$a'], ARRAY[1], ARRAY['$p'], ARRAY['$e'], 1, ARRAY['@a'], ARRAY['D'],"
+            " ARRAY['t'], ARRAY['$e'], true, 1, 1, true, ARRAY[1], ARRAY['content.body'],"
+            " ARRAY['words'], 1, 2, ARRAY['@b'], ARRAY['!r'], ARRAY['@b'], true, ARRAY['@b'],"
+            " ARRAY['!r'], ARRAY['main'], ARRAY[1], ARRAY[0], ARRAY[NULL::bigint], ARRAY['@b'],"
+            " ARRAY['!r'], ARRAY['$e'], ARRAY['main'], ARRAY[2], ARRAY['[]'], ARRAY[0],"
+            " ARRAY[1]")
+    plan = await _generic_plan(database, room_batch.WRITE_TIMELINE_PUSH_PG, types, args)
+    for table in (*GROWING, "notifications", "notification_counts", "event_search",
+                  "redactions", "notification_room_read"):
+        assert f"Seq Scan on {table} " not in plan + " ", plan
+    assert "Scan using notification_counts_pkey" in plan, plan
