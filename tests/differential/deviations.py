@@ -86,6 +86,22 @@ def synapse_auth_crash_expected(
     return None
 
 
+def has_bad_third_party_key(events: list[dict[str, Any]]) -> bool:
+    """Whether an m.room.third_party_invite among `events` has a key that is not valid
+    base64: D6's precondition. Synapse's state resolution re-checks the auth of the
+    events it resolves, and raises there too when one redeems such an invite."""
+    for event in events:
+        content = event.get("content")
+        if event.get("type") != "m.room.third_party_invite" or not isinstance(content, dict):
+            continue
+        keys = [content.get("public_key")]
+        keys += [k.get("public_key") for k in content.get("public_keys", [])
+                 if isinstance(k, dict)]
+        if any(isinstance(k, str) and not _is_base64(k) for k in keys):
+            return True
+    return False
+
+
 def _is_base64(text: str) -> bool:
     try:
         decode_base64(text)
