@@ -61,7 +61,7 @@ from homeserver.push.audience import AudienceCache, DisplayNames, RoomAudience
 from homeserver.push.default_plan import DefaultPlan
 from homeserver.push.evaluator import CompiledRuleset, highlights, notifies
 from homeserver.push.rules_service import PushRules
-from homeserver.rooms.persistence import EventCallback, PersistedEvent
+from homeserver.rooms.persistence import EventCallback, PersistedEvent, ReadNeeded
 from homeserver.rooms.stores import RoomStores
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.notifications import (
@@ -183,7 +183,8 @@ class BulkPushEvaluator:
         one room, whose current state snapshot is `snapshot_id`), for the statement
         that writes them, evaluated on the guess that they follow the position this
         process last saw committed (the statement checks it; if it did not hold, the
-        batch writer evaluates them again). None when that position is not known."""
+        batch writer evaluates them again). None when that position is not known.
+        `conn` may be the persister's memory-only one: its ReadNeeded goes through."""
         after = self._known_position
         if after is None or not pdus:
             return None
@@ -310,6 +311,8 @@ class BulkPushEvaluator:
                 audiences[room_id] = await RoomAudience.load(
                     conn, self._stores, room_id, self._suffix, self._audiences,
                     (snapshots or {}).get(room_id))
+            except ReadNeeded:
+                raise  # evaluating from memory only (timeline_rows): not a failure
             except Exception:
                 # Its events fail below and are stepped past, like any bad event.
                 logger.exception("push evaluation could not read room %s", room_id)
@@ -327,6 +330,8 @@ class BulkPushEvaluator:
                         conn, pdu, ordering, audiences[pdu.room_id], targets[pdu.event_id],
                         rulesets)
                     read_by = pdu.sender if pdu.sender.endswith(self._suffix) else None
+                except ReadNeeded:
+                    raise
                 except Exception:
                     logger.exception("push evaluation failed for %s", pdu.event_id)
             outcomes.append(Outcome(pdu.event_id, pdu.room_id, ordering, thread_of(pdu),

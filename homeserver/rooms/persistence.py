@@ -199,6 +199,9 @@ class _BatchView:
     not_only_deferred: bool = False
     # The head was not read but remembered: the first write checks it (room_batch.Head).
     expect: room_batch.Head | None = None
+    # Push's records of the deferred events (their IDs, the rows), made from memory
+    # while the lock statement was under way (`_push_rows_from_memory`).
+    push_rows: tuple[tuple[str, ...], room_batch.PushRows] | None = None
 
 
 @attrs.frozen
@@ -501,9 +504,10 @@ class EventPersister:
                         await asyncio.sleep(0)
                         repeats = await self._build_sends(_MEMORY_ONLY, batch, view, used,
                                                           outcomes)
+                        view.push_rows = await self._push_rows_from_memory(view)
                     finally:
                         await locking
-                if any(isinstance(o, _ReadNeeded) for o in outcomes):
+                if any(isinstance(o, ReadNeeded) for o in outcomes):
                     view, repeats, outcomes = None, [], [None] * len(batch)
             else:
                 await self._stores.events.lock_room(conn, room_id)
@@ -549,6 +553,23 @@ class EventPersister:
             if txn is not None and not isinstance(outcomes[i], BaseException):
                 view.txns[txn] = i
         return repeats
+
+    async def _push_rows_from_memory(self, view: _BatchView,
+                                     ) -> tuple[tuple[str, ...], room_batch.PushRows] | None:
+        """Push's records of the batch as built, made while its lock statement is under
+        way, from what the evaluator has in memory (on PostgreSQL that is a round trip
+        of idle time; `_flush` would otherwise evaluate after it). None if that needs a
+        read, or if `_flush` will take none along."""
+        room = view.room
+        if (self.timeline_push is None or view.not_only_deferred or not view.deferred
+                or len(self._leading) != 1 or room is None or room.current_snapshot_id is None):
+            return None
+        pdus = [d.pdu for d in view.deferred]
+        try:
+            rows = await self.timeline_push(_MEMORY_ONLY, pdus, room.current_snapshot_id)
+        except ReadNeeded:
+            return None
+        return None if rows is None else (tuple(p.event_id for p in pdus), rows)
 
     def _remember_head(self, room_id: str, head: _Head) -> None:
         self._heads[room_id] = head
@@ -637,9 +658,14 @@ class EventPersister:
         # Push's records are made on a guess of the positions the events will take,
         # which another room's batch in flight would make wrong (and the evaluation
         # wasted): only a room sending alone takes them along.
-        push = (await self.timeline_push(conn, pdus, view.room.current_snapshot_id)
-                if rides and self.timeline_push is not None and len(self._leading) == 1
-                and view.room.current_snapshot_id is not None else None)
+        push = None
+        early, view.push_rows = view.push_rows, None
+        if (rides and self.timeline_push is not None and len(self._leading) == 1
+                and view.room.current_snapshot_id is not None):
+            if early is not None and early[0] == tuple(p.event_id for p in pdus):
+                push = early[1]
+            else:
+                push = await self.timeline_push(conn, pdus, view.room.current_snapshot_id)
         rows = room_batch.TimelineRows(
             room_id, [(d.pdu, d.before_snapshot_id) for d in deferred],
             remove_extremities=[e for e in stored if e in prevs],
@@ -915,32 +941,33 @@ def _remembered_view(head: _Head | None, batch: list[_QueuedSend]) -> _BatchView
     return view if all(_deferrable(send.fields, view) for send in batch) else None
 
 
-class _ReadNeeded(Exception):
-    """Building from memory alone needed a read (see _MemoryOnly)."""
+class ReadNeeded(Exception):
+    """Building from memory alone needed a read (see _MemoryOnly). A hook handed that
+    connection (`TimelinePush`) must let it through, not handle it as a failed read."""
 
 
 class _MemoryOnly(Connection):
     """The connection a batch builds with while its lock statement is under way on the
     real one (asyncpg runs one statement at a time per connection): any read raises
-    _ReadNeeded, and the batch is built again once the lock is held."""
+    ReadNeeded, and the batch is built again once the lock is held."""
 
     async def execute(self, sql: str, *args: Any) -> int:
-        raise _ReadNeeded(sql)
+        raise ReadNeeded(sql)
 
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
-        raise _ReadNeeded(sql)
+        raise ReadNeeded(sql)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        raise _ReadNeeded(sql)
+        raise ReadNeeded(sql)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        raise _ReadNeeded(sql)
+        raise ReadNeeded(sql)
 
     async def execute_script(self, script: str) -> None:
-        raise _ReadNeeded(script)
+        raise ReadNeeded(script)
 
     def savepoint(self) -> Any:
-        raise _ReadNeeded("SAVEPOINT")
+        raise ReadNeeded("SAVEPOINT")
 
 
 _MEMORY_ONLY = _MemoryOnly()

@@ -248,3 +248,35 @@ async def test_rooms_sending_at_once_are_recorded_once_each(
         first: {"main": (6, 0)}, second: {"main": (5, 0)}}
     assert await PushPositionStore().evaluated_upto(database) == \
         await current_position(database, "events")
+
+
+async def test_on_postgresql_the_records_are_made_while_the_lock_is_taken(
+        rooms: RoomService, database: Database, clock: FakeClock, engine: str) -> None:
+    """With everything it needs in memory, the evaluator makes a batch's records while
+    the lock statement is under way (on the persister's memory-only connection), and
+    the statement takes those along; where that would need a read (the first batch
+    after a restart of its caches), they are made after the lock instead."""
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    push = evaluator(rooms, database, clock)
+    await push.catch_up()
+    attach(rooms, push)
+    await send(rooms, ALICE, room_id, "the position is known after this")
+    made_on: list[str] = []
+    original = rooms.persister.timeline_push
+    assert original is not None
+
+    async def recording(conn: Connection, pdus: Sequence[Any], snapshot_id: int) -> Any:
+        made_on.append(type(conn).__name__)
+        return await original(conn, pdus, snapshot_id)
+    rooms.persister.timeline_push = recording
+    await send(rooms, ALICE, room_id, "two")
+    await send(rooms, ALICE, room_id, "three")
+    push._audiences = type(push._audiences)()  # a cold cache: the room must be read
+    await send(rooms, ALICE, room_id, "four")
+    await push.drained()
+    assert made_on == (["_MemoryOnly", "_MemoryOnly", "_MemoryOnly", "PostgresConnection"]
+                       if engine == "postgres" else [])
+    assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (4, 0)}}
+    assert await PushPositionStore().evaluated_upto(database) == \
+        await current_position(database, "events")
