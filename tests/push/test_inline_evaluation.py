@@ -38,6 +38,28 @@ def attach(rooms: RoomService, push: BulkPushEvaluator) -> None:
     rooms.add_event_listener(push.on_event_persisted)
 
 
+async def room_with_bob(rooms: RoomService, database: Database, clock: FakeClock, *,
+                        notifications: NotificationStore | None = None,
+                        ) -> tuple[str, BulkPushEvaluator]:
+    """A public room of alice's that bob joined, and an evaluator caught up and wired."""
+    room_id = await make_room(rooms, preset="public_chat")
+    await rooms.membership.join(BOB, room_id)
+    push = evaluator(rooms, database, clock, notifications=notifications)
+    await push.catch_up()
+    attach(rooms, push)
+    return room_id, push
+
+
+def counts_at_wake_up(push: BulkPushEvaluator, database: Database, user: str) -> list[Any]:
+    """What a woken /sync of `user` would read as each event is announced, in order."""
+    seen: list[Any] = []
+
+    async def wake(persisted: PersistedEvent) -> None:
+        seen.append(await NotificationStore().counts(database, user))
+    push.after_evaluation.append(wake)
+    return seen
+
+
 class Woken:
     """An after_evaluation callback: which events were announced, in order."""
 
@@ -81,17 +103,8 @@ def without_read_upto(tables: dict[str, list[tuple[Any, ...]]]) -> dict[str, lis
 
 async def test_the_wake_up_follows_the_commit_with_counts_in_place(
         rooms: RoomService, database: Database, clock: FakeClock) -> None:
-    room_id = await make_room(rooms, preset="public_chat")
-    await rooms.membership.join(BOB, room_id)
-    push = evaluator(rooms, database, clock)
-    await push.catch_up()
-    attach(rooms, push)
-    seen: list[Any] = []
-
-    async def wake(persisted: PersistedEvent) -> None:
-        # What a woken /sync would read at this moment.
-        seen.append(await NotificationStore().counts(database, BOB))
-    push.after_evaluation.append(wake)
+    room_id, push = await room_with_bob(rooms, database, clock)
+    seen = counts_at_wake_up(push, database, BOB)
     await send(rooms, ALICE, room_id, "one")
     await send(rooms, ALICE, room_id, "two")
     # Announced during the send itself (no background pass to wait for).
@@ -177,18 +190,10 @@ async def test_on_postgresql_the_records_ride_the_statement_that_writes_the_even
     """Once the evaluator knows the position (after its first batch), a batch of
     messages is recorded by the timeline statement on PostgreSQL: no statement of its
     own, the same counts, and the wake-up right after the commit."""
-    room_id = await make_room(rooms, preset="public_chat")
-    await rooms.membership.join(BOB, room_id)
     store = CountingRecords()
-    push = evaluator(rooms, database, clock, notifications=store)
-    await push.catch_up()
-    store.calls = 0
-    attach(rooms, push)
-    seen: list[Any] = []
-
-    async def wake(persisted: PersistedEvent) -> None:
-        seen.append(await NotificationStore().counts(database, BOB))
-    push.after_evaluation.append(wake)
+    room_id, push = await room_with_bob(rooms, database, clock, notifications=store)
+    store.calls = 0  # the catch-up's
+    seen = counts_at_wake_up(push, database, BOB)
     await send(rooms, ALICE, room_id, "one")
     await send(rooms, ALICE, room_id, "two")
     await send(rooms, ALICE, room_id, "three", **{"m.mentions": {"user_ids": [BOB]}})
@@ -207,12 +212,8 @@ async def test_a_wrong_guess_of_the_positions_records_nothing_and_the_event_is_n
     """Another writer took an events position the evaluator did not see (another
     process): the batch's guess is wrong, the statement writes the events alone, and
     the event is recorded the usual way."""
-    room_id = await make_room(rooms, preset="public_chat")
-    await rooms.membership.join(BOB, room_id)
     store = CountingRecords()
-    push = evaluator(rooms, database, clock, notifications=store)
-    await push.catch_up()
-    attach(rooms, push)
+    room_id, push = await room_with_bob(rooms, database, clock, notifications=store)
     await send(rooms, ALICE, room_id, "one")
     calls = store.calls
     async with database.transaction() as conn:
@@ -256,11 +257,7 @@ async def test_on_postgresql_the_records_are_made_while_the_lock_is_taken(
     the lock statement is under way (on the persister's memory-only connection), and
     the statement takes those along; where that would need a read (the first batch
     after a restart of its caches), they are made after the lock instead."""
-    room_id = await make_room(rooms, preset="public_chat")
-    await rooms.membership.join(BOB, room_id)
-    push = evaluator(rooms, database, clock)
-    await push.catch_up()
-    attach(rooms, push)
+    room_id, push = await room_with_bob(rooms, database, clock)
     await send(rooms, ALICE, room_id, "the position is known after this")
     made_on: list[str] = []
     original = rooms.persister.timeline_push
