@@ -41,8 +41,9 @@ statement that writes them records them too (storage/room_batch.py,
 WRITE_TIMELINE_PUSH_PG), one round trip less per batch. The positions the events will
 take are not known then, so they are evaluated on a guess (right after the position
 this process last saw committed), which the statement checks along with the usual
-compare-and-set: if either fails, it writes the events alone, and the batch writer
-evaluates them again the usual way.
+compare-and-set. It records them only if it can record them whole (no notified user
+has a pusher, the counts could be netted): if not, it writes the events alone, and the
+batch writer evaluates them again the usual way, in its savepoint.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ from homeserver.storage.database import Connection, Database
 from homeserver.storage.notifications import (
     NewNotification,
     NotificationStore,
-    Started,
     Step,
     ThreadRead,
 )
@@ -146,9 +146,6 @@ class BulkPushEvaluator:
         # yet. A rolled-back batch leaves its IDs behind: bounded, and losing one only
         # sends that event the slow way.
         self._recorded_inline: set[str] = set()
-        # First event ID -> the outcomes `timeline_rows` evaluated for its batch, until
-        # the batch writer takes them.
-        self._riding: dict[str, list[Outcome]] = {}
         self._wake_delivery = False
         # The position as of the last commit this process announced: usually the next
         # batch's expected position, so it need not be read (the compare-and-set checks it).
@@ -182,18 +179,16 @@ class BulkPushEvaluator:
         """The persister's `timeline_push` hook: the records of a batch's new events (of
         one room, whose current state snapshot is `snapshot_id`), for the statement
         that writes them, evaluated on the guess that they follow the position this
-        process last saw committed (the statement checks it; if it did not hold, the
-        batch writer evaluates them again). None when that position is not known.
-        `conn` may be the persister's memory-only one: its ReadNeeded goes through."""
+        process last saw committed (the statement checks it, and writes the records only if
+        it can write all of them; otherwise the batch writer evaluates the events again).
+        None when that position is not known.
+        `conn` is the persister's memory-only one: its ReadNeeded goes through."""
         after = self._known_position
         if after is None or not pdus:
             return None
         outcomes = await self._evaluate(
             conn, [(pdu, after + 1 + i) for i, pdu in enumerate(pdus)],
             {pdus[0].room_id: snapshot_id})
-        if len(self._riding) > 64:  # batches that failed after this: bounded
-            self._riding.clear()
-        self._riding[pdus[0].event_id] = outcomes
         return PushRows(after, [Step(o.notifications, o.thread_read()) for o in outcomes],
                         pushes=self._delivery is not None)
 
@@ -206,10 +201,8 @@ class BulkPushEvaluator:
         if not events:
             return None
         upto = events[0].stream_ordering - 1
-        rode = self._riding.pop(events[0].event_id, None)
-        started = events[0].push
-        if rode is not None and started is not None and all(e.push is started for e in events):
-            queued = await self._record(conn, upto, rode, fresh=True, started=started)
+        if all(e.push for e in events):
+            queued: bool | None = False  # the statement that wrote them recorded them all
         else:
             if self._known_position != upto and await self._position.evaluated_upto(conn) != upto:
                 return None
@@ -372,20 +365,18 @@ class BulkPushEvaluator:
         return True
 
     async def _record(self, conn: Connection, upto: int, outcomes: Sequence[Outcome], *,
-                      fresh: bool = False, started: Started | None = None) -> bool | None:
+                      fresh: bool = False) -> bool | None:
         """`_write`'s statements in the caller's transaction: None if the position is no
         longer at `upto` (nothing written), else whether pushes were queued. `fresh`: the
-        events were persisted by this very transaction (so have no notifications yet).
-        `started`: the position was moved already, with what advance_and_record left."""
+        events were persisted by this very transaction (so have no notifications yet)."""
         last = outcomes[-1].stream_ordering
         delivery = self._delivery
         if fresh:
             # The position moves with the rows: on PostgreSQL, unless a notified user has
             # a pusher, that one statement writes them all.
-            if started is None:
-                started = await self._notifications.advance_and_record(
-                    conn, upto, last, [Step(o.notifications, o.thread_read()) for o in outcomes],
-                    pushes=delivery is not None)
+            started = await self._notifications.advance_and_record(
+                conn, upto, last, [Step(o.notifications, o.thread_read()) for o in outcomes],
+                pushes=delivery is not None)
             if started is None:
                 return None
             if started.batch is None:

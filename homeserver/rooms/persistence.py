@@ -72,7 +72,6 @@ from homeserver.state.auth_rules import AuthError, check_auth_rules
 from homeserver.state.power_levels import get_named_level, get_user_power_level
 from homeserver.storage import room_batch, streams
 from homeserver.storage.database import Connection, Database, Row
-from homeserver.storage.notifications import Started
 from homeserver.storage.rooms import RoomRow
 from homeserver.storage.state import StateMap, diff_states
 
@@ -127,12 +126,12 @@ class PersistedEvent:
     stream_positions: Mapping[str, int] | None = None
     # The event's batch, when nothing can refer to its events yet (see LocalBatch).
     local_batch: LocalBatch | None = None
-    # What the statement that wrote the event did with its batch's full-text index
-    # entries, when they rode along (`EventPersister.timeline_search`); else None.
-    search: room_batch.SearchWritten | None = None
-    # Likewise push's records of its batch (`EventPersister.timeline_push`), when the
-    # statement wrote them (storage/room_batch.py, TimelineWritten.push); else None.
-    push: Started | None = None
+    # Whether the statement that wrote the event also wrote its batch's full-text index
+    # entries (`EventPersister.timeline_search`) and push's records of the batch
+    # (`EventPersister.timeline_push`), moving their positions; None when they were not
+    # given to it (storage/room_batch.py, TimelineWritten).
+    search: bool | None = None
+    push: bool | None = None
 
     @property
     def event_id(self) -> str:
@@ -199,9 +198,10 @@ class _BatchView:
     not_only_deferred: bool = False
     # The head was not read but remembered: the first write checks it (room_batch.Head).
     expect: room_batch.Head | None = None
-    # Push's records of the deferred events (their IDs, the rows), made from memory
-    # while the lock statement was under way (`_push_rows_from_memory`).
-    push_rows: tuple[tuple[str, ...], room_batch.PushRows] | None = None
+    # Push's records of the deferred events as made while the lock statement was under
+    # way (`_early_push_rows`): their IDs, and the rows (None: they could not be made
+    # from memory). None: not tried.
+    push_rows: tuple[tuple[str, ...], room_batch.PushRows | None] | None = None
 
 
 @attrs.frozen
@@ -277,7 +277,9 @@ BatchWriter = Callable[[Connection, Sequence[PersistedEvent]],
 # (`PersistedEvent.search`).
 TimelineSearch = Callable[[Sequence[Pdu]], room_batch.SearchRows]
 # Push's records of a batch's new events, likewise (push/bulk_evaluator.py): `(conn,
-# events, the room's current state snapshot)`; None to record them the usual way.
+# events, the room's current state snapshot)`; None to record them the usual way. It is
+# only given the memory-only connection (`ReadNeeded` on any statement): what it cannot
+# make from memory, the batch writer makes in its savepoint.
 TimelinePush = Callable[[Connection, Sequence[Pdu], int],
                         Awaitable[room_batch.PushRows | None]]
 
@@ -504,7 +506,7 @@ class EventPersister:
                         await asyncio.sleep(0)
                         repeats = await self._build_sends(_MEMORY_ONLY, batch, view, used,
                                                           outcomes)
-                        view.push_rows = await self._push_rows_from_memory(view)
+                        view.push_rows = await self._early_push_rows(view)
                     finally:
                         await locking
                 if any(isinstance(o, ReadNeeded) for o in outcomes):
@@ -554,22 +556,33 @@ class EventPersister:
                 view.txns[txn] = i
         return repeats
 
-    async def _push_rows_from_memory(self, view: _BatchView,
-                                     ) -> tuple[tuple[str, ...], room_batch.PushRows] | None:
-        """Push's records of the batch as built, made while its lock statement is under
-        way, from what the evaluator has in memory (on PostgreSQL that is a round trip
-        of idle time; `_flush` would otherwise evaluate after it). None if that needs a
-        read, or if `_flush` will take none along."""
+    async def _early_push_rows(self, view: _BatchView,
+                               ) -> tuple[tuple[str, ...], room_batch.PushRows | None] | None:
+        """`_push_rows_from_memory` for the batch as built, while its lock statement is
+        under way (on PostgreSQL a round trip of idle time; `_flush` would otherwise make
+        them after it). None if `_flush` will take none along."""
         room = view.room
         if (self.timeline_push is None or view.not_only_deferred or not view.deferred
                 or len(self._leading) != 1 or room is None or room.current_snapshot_id is None):
             return None
         pdus = [d.pdu for d in view.deferred]
+        return (tuple(p.event_id for p in pdus),
+                await self._push_rows_from_memory(pdus, room.current_snapshot_id))
+
+    async def _push_rows_from_memory(self, pdus: Sequence[Pdu],
+                                     snapshot_id: int) -> room_batch.PushRows | None:
+        """Push's records of `pdus` (`timeline_push`), made from what the evaluator has in
+        memory: on the memory-only connection, so that neither a read nor a failure can
+        touch the batch's transaction. None if that needs a read or fails; push's batch
+        writer then records the events in its savepoint, as for any other batch."""
+        assert self.timeline_push is not None
         try:
-            rows = await self.timeline_push(_MEMORY_ONLY, pdus, room.current_snapshot_id)
+            return await self.timeline_push(_MEMORY_ONLY, pdus, snapshot_id)
         except ReadNeeded:
             return None
-        return None if rows is None else (tuple(p.event_id for p in pdus), rows)
+        except Exception:
+            logger.exception("push's records of a batch could not be made with it")
+            return None
 
     def _remember_head(self, room_id: str, head: _Head) -> None:
         self._heads[room_id] = head
@@ -665,7 +678,7 @@ class EventPersister:
             if early is not None and early[0] == tuple(p.event_id for p in pdus):
                 push = early[1]
             else:
-                push = await self.timeline_push(conn, pdus, view.room.current_snapshot_id)
+                push = await self._push_rows_from_memory(pdus, view.room.current_snapshot_id)
         rows = room_batch.TimelineRows(
             room_id, [(d.pdu, d.before_snapshot_id) for d in deferred],
             remove_extremities=[e for e in stored if e in prevs],

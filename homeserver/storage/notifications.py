@@ -204,10 +204,10 @@ WHERE notification_counts.read_upto < $8
 # key up through the primary keys: as a join, a plan that expects a third of the rows
 # past $1 (a prepared statement's generic guess) scans for the first, reading whole
 # tables when, as expected, there is none.
-# The statement without its first CTE (`advanced`, the position's move) and its final
-# SELECT's columns: a batch's timeline statement takes them too, with a move of its own
-# (storage/room_batch.py, WRITE_TIMELINE_PUSH_PG).
-RECORD_CTES_PG = """
+# The statement in parts, so that a batch's timeline statement can take it in too
+# (storage/room_batch.py, WRITE_TIMELINE_PUSH_PG): the reads; the condition for writing
+# the rows here (`ready`, given the move); the writes; the answer's columns.
+RECORD_READS_PG = """
 room_reads AS (
     SELECT user_id, room_id, read_upto FROM notification_room_read
     WHERE user_id = ANY($3::text[]) AND room_id = ANY($4::text[])
@@ -217,9 +217,9 @@ room_reads AS (
     SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
                          $12::bigint[])
         AS c(user_id, room_id, thread_id, notif_count, highlight_count, read_upto)
-), ready AS (
-    SELECT 1 FROM advanced
-    WHERE $6::boolean
+)"""
+RECORD_READY_PG = """
+$6::boolean
       AND NOT EXISTS (SELECT 1 FROM pushable)
       AND NOT EXISTS (SELECT 1 FROM room_reads WHERE read_upto > $1)
       AND NOT EXISTS (SELECT 1 FROM changes c
@@ -227,8 +227,9 @@ room_reads AS (
                              WHERE n.user_id = c.user_id AND n.room_id = c.room_id
                                AND n.thread_id = c.thread_id) > $1
                          OR (SELECT max(n.stream_ordering) FROM notifications n
-                             WHERE n.user_id = c.user_id) > $1)
-), counted AS (
+                             WHERE n.user_id = c.user_id) > $1)"""
+RECORD_WRITES_PG = """
+counted AS (
     INSERT INTO notification_counts (user_id, room_id, thread_id, notif_count,
                                      highlight_count, read_upto)
     SELECT c.user_id, c.room_id, c.thread_id, c.notif_count, c.highlight_count,
@@ -258,7 +259,9 @@ RECORD_RESULT_PG = """
        ARRAY(SELECT read_upto FROM room_reads ORDER BY user_id, room_id) AS read_uptos"""
 ADVANCE_AND_RECORD_PG = f"""
 WITH advanced AS ({push_position.ADVANCE}
-), {RECORD_CTES_PG.strip()}
+), {RECORD_READS_PG.strip()}, ready AS (
+    SELECT 1 FROM advanced WHERE {RECORD_READY_PG.strip()}
+), {RECORD_WRITES_PG.strip()}
 SELECT {RECORD_RESULT_PG.strip()}
 """
 SELECT_COUNTS = """

@@ -8,7 +8,8 @@ of data-modifying CTEs over arrays (stream positions, events, edges, event_state
 forward extremities, transaction IDs), which also writes the batch's full-text index
 entries and push's records of it when they are given (`SearchRows`, `PushRows`: each
 written only if its position is right behind the batch, as the batch writers' own
-statements would). The lock itself stays a statement of its own:
+statements would, and only if it can be written whole there). The lock itself stays a
+statement of its own:
 a READ COMMITTED statement reads from a snapshot taken when it starts, so reads in the
 statement that waits for the lock could miss the commit of the writer it waited for.
 
@@ -87,10 +88,12 @@ def _shift_parameters(sql: str, by: int) -> str:
 # With $26 true, the batch's full-text index entries ride along (`SearchRows`: $27 the
 # 1-based index of each entry's event, $28 its key, $29 its text): the compare-and-set
 # of storage/search.py's ADVANCE_AND_INSERT_PG, from just before the batch's first
-# position (known only here, from `pos`) to its last, and the entries of events that no
-# stored redaction targets, joined to it so that nothing is written unless it moved.
-# The targeted events are returned as `held_back` (whether a redaction applies is the
-# indexer's rule). One round trip less per batch than the indexer's own statement.
+# position (known only here, from `pos`) to its last, and the entries, joined to it so
+# that nothing is written unless it moved. It moves only if no stored redaction targets
+# one of the batch's events: whether one applies is the indexer's rule, and the entries
+# it would still write would be written in its savepoint, which a rollback could undo
+# after this move (the indexer's own statement takes such a batch instead). One round
+# trip less per batch than the indexer's own statement.
 _TIMELINE_CTES_PG = """
 WITH guard AS (
     SELECT 1 AS ok WHERE NOT $23::boolean OR (
@@ -155,6 +158,9 @@ WITH guard AS (
     FROM pos
     WHERE $26::boolean AND search_position.id = 1
       AND search_position.indexed_upto = pos.position - cardinality($3::text[])
+      AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) AS t(event_id)
+                      CROSS JOIN LATERAL (SELECT 1 FROM redactions d
+                                          WHERE d.redacts = t.event_id LIMIT 1) d)
     RETURNING search_position.indexed_upto
 ), searched AS (
     INSERT INTO event_search (event_id, room_id, key, sender, stream_ordering,
@@ -163,14 +169,10 @@ WITH guard AS (
            a.indexed_upto - cardinality($3::text[]) + x.n, ($8::bigint[])[x.n], x.value,
            to_tsvector('english', x.value)
     FROM search_advanced a, unnest($27::int[], $28::text[], $29::text[]) AS x(n, key, value)
-    WHERE NOT EXISTS (SELECT 1 FROM redactions d WHERE d.redacts = ($3::text[])[x.n])
     ON CONFLICT (event_id) DO NOTHING
 )"""
 _TIMELINE_RESULT_PG = """
-       pos.position, s.streams, s.positions,
-       EXISTS (SELECT 1 FROM search_advanced) AS searched,
-       ARRAY(SELECT d.redacts FROM redactions d
-             WHERE $26::boolean AND d.redacts = ANY($3::text[])) AS held_back"""
+       pos.position, s.streams, s.positions, EXISTS (SELECT 1 FROM search_advanced) AS searched"""
 _TIMELINE_FROM_PG = """
 FROM pos, (SELECT array_agg(stream) AS streams, array_agg(position) AS positions
            FROM stream_positions) s
@@ -178,15 +180,23 @@ FROM pos, (SELECT array_agg(stream) AS streams, array_agg(position) AS positions
 WRITE_TIMELINE_PG = f"{_TIMELINE_CTES_PG}\nSELECT{_TIMELINE_RESULT_PG}{_TIMELINE_FROM_PG}"
 # With `PushRows` as well ($30-$49: notifications.ADVANCE_AND_RECORD_PG's $1-$20): push's
 # records of the batch, made on the guess that its events take the positions right after
-# $30. The push position moves from $30 to $31 only if it is at $30 and the guess held
-# (`pos`); the records' CTEs all depend on that move (their `ready`), so otherwise only
-# the events are written. One round trip less per batch than push's own statement.
+# $30. The push position moves from $30 to $31 only if it is at $30, the guess held
+# (`pos`), and this statement can write every record (ADVANCE_AND_RECORD_PG's `ready`:
+# no notified user has a pusher, the counts could be netted); the records all depend on
+# that move. Otherwise only the events are written, and push's batch writer records them
+# in its savepoint as usual: a move here with records left to the writer would outlive
+# a rollback of the writer's savepoint, and the records would be lost. One round trip
+# less per batch than push's own statement.
 _PUSH_OFFSET = 29
-WRITE_TIMELINE_PUSH_PG = f"""{_TIMELINE_CTES_PG}, advanced AS (
+WRITE_TIMELINE_PUSH_PG = f"""{_TIMELINE_CTES_PG}, {_shift_parameters(
+    notifications.RECORD_READS_PG.strip(), _PUSH_OFFSET)}, advanced AS (
     UPDATE push_position SET evaluated_upto = $31 FROM pos
     WHERE push_position.id = 1 AND push_position.evaluated_upto = $30 AND pos.position = $31
+      AND {_shift_parameters(notifications.RECORD_READY_PG.strip(), _PUSH_OFFSET)}
     RETURNING push_position.evaluated_upto
-), {_shift_parameters(notifications.RECORD_CTES_PG.strip(), _PUSH_OFFSET)}
+), ready AS (
+    SELECT 1 FROM advanced
+), {_shift_parameters(notifications.RECORD_WRITES_PG.strip(), _PUSH_OFFSET)}
 SELECT{_TIMELINE_RESULT_PG},
        {_shift_parameters(notifications.RECORD_RESULT_PG.strip(), _PUSH_OFFSET)}{_TIMELINE_FROM_PG}"""
 
@@ -225,17 +235,6 @@ class SearchRows:
     its text. See WRITE_TIMELINE_PG for when they are written."""
 
     entries: Sequence[tuple[int, str, str]]
-
-
-@attrs.frozen
-class SearchWritten:
-    """What the timeline statement did with `SearchRows`: `advanced` False when the
-    search position was not right behind the batch (nothing written); else the IDs of
-    the batch's events that a stored redaction targets (their entries were not written;
-    possibly repeated)."""
-
-    advanced: bool
-    held_back: Sequence[str]
 
 
 @attrs.frozen
@@ -289,12 +288,12 @@ class TimelineWritten:
 
     orderings: range
     positions: dict[str, int] | None
-    # Not None when the statement was given `TimelineRows.search` (PostgreSQL).
-    search: SearchWritten | None = None
-    # `advance_and_record`'s answer for `TimelineRows.push` when the statement moved the
-    # push position; None when it was not given, or the position or the guess was wrong
-    # (nothing of push written).
-    push: notifications.Started | None = None
+    # Whether the statement wrote `TimelineRows.search` (and moved the search position);
+    # None when it was not given.
+    search: bool | None = None
+    # Whether it wrote every record of `TimelineRows.push` (and moved the push position);
+    # None when it was not given.
+    push: bool | None = None
 
 
 async def read_head(conn: Connection, room_id: str,
@@ -378,9 +377,8 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
         raise StaleHead(rows.room_id)
     last = int(row["position"])
     orderings = range(last - len(pdus) + 1, last + 1)
-    searched = (None if search is None else
-                SearchWritten(bool(row["searched"]), list(row["held_back"] or ())))
-    pushed = None if push is None else notifications.recorded_pg(conn, row)
+    searched = None if search is None else bool(row["searched"])
+    pushed = None if push is None else bool(row["advanced"])
     seen = dict(zip(row["streams"] or (), (int(p) for p in row["positions"] or ()), strict=True))
     if seen.get(stream, 0) != orderings.start - 1:
         # Another writer got in between.

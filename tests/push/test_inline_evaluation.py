@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -18,11 +18,13 @@ from homeserver.rooms.service import RoomService
 from homeserver.storage.database import Connection, Database
 from homeserver.storage.notifications import NotificationStore, Started, Step
 from homeserver.storage.push_position import PushPositionStore
+from homeserver.storage.pushers import PusherRow, PusherStore
 from homeserver.storage.streams import current_position
 from tests.push.test_bulk_evaluator import (
     GatedPosition,
     chat,
     evaluator,
+    pushes_for,
     reset,
     send,
     snapshot,
@@ -40,11 +42,11 @@ def attach(rooms: RoomService, push: BulkPushEvaluator) -> None:
 
 async def room_with_bob(rooms: RoomService, database: Database, clock: FakeClock, *,
                         notifications: NotificationStore | None = None,
-                        ) -> tuple[str, BulkPushEvaluator]:
+                        delivery: Any = None) -> tuple[str, BulkPushEvaluator]:
     """A public room of alice's that bob joined, and an evaluator caught up and wired."""
     room_id = await make_room(rooms, preset="public_chat")
     await rooms.membership.join(BOB, room_id)
-    push = evaluator(rooms, database, clock, notifications=notifications)
+    push = evaluator(rooms, database, clock, notifications=notifications, delivery=delivery)
     await push.catch_up()
     attach(rooms, push)
     return room_id, push
@@ -255,10 +257,12 @@ async def test_on_postgresql_the_records_are_made_while_the_lock_is_taken(
         rooms: RoomService, database: Database, clock: FakeClock, engine: str) -> None:
     """With everything it needs in memory, the evaluator makes a batch's records while
     the lock statement is under way (on the persister's memory-only connection), and
-    the statement takes those along; where that would need a read (the first batch
-    after a restart of its caches), they are made after the lock instead."""
-    room_id, push = await room_with_bob(rooms, database, clock)
+    the statement takes those along; where that would need a read (a cold cache), the
+    batch writer records the batch as usual, in its savepoint."""
+    store = CountingRecords()
+    room_id, push = await room_with_bob(rooms, database, clock, notifications=store)
     await send(rooms, ALICE, room_id, "the position is known after this")
+    store.calls = 0
     made_on: list[str] = []
     original = rooms.persister.timeline_push
     assert original is not None
@@ -272,8 +276,57 @@ async def test_on_postgresql_the_records_are_made_while_the_lock_is_taken(
     push._audiences = type(push._audiences)()  # a cold cache: the room must be read
     await send(rooms, ALICE, room_id, "four")
     await push.drained()
-    assert made_on == (["_MemoryOnly", "_MemoryOnly", "_MemoryOnly", "PostgresConnection"]
-                       if engine == "postgres" else [])
+    # Only ever on the memory-only connection; the cold cache's batch is recorded by
+    # the batch writer (its one statement of its own on PostgreSQL).
+    assert made_on == (["_MemoryOnly"] * 3 if engine == "postgres" else [])
+    assert store.calls == (1 if engine == "postgres" else 3)
     assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (4, 0)}}
+    assert await PushPositionStore().evaluated_upto(database) == \
+        await current_position(database, "events")
+
+
+class FailingTwice:
+    """Queueing a push fails twice: the batch's writers fail on both of its tries (the
+    second in their savepoint), then it works."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.failures = 2
+
+    async def users_with_pushers(self, conn: Connection, user_ids: Any) -> set[str]:
+        return cast(set[str], await self.inner.users_with_pushers(conn, user_ids))
+
+    async def enqueue(self, conn: Connection, notifications: Sequence[Any]) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("cannot queue")
+        return cast(bool, await self.inner.enqueue(conn, notifications))
+
+    def wake(self) -> None:
+        pass
+
+
+async def test_records_the_statement_cannot_write_whole_are_not_lost_with_the_writers(
+        rooms: RoomService, database: Database, clock: FakeClock, engine: str) -> None:
+    """Bob has a pusher, so a push must be queued with his notification: the batch's
+    statement leaves the records (and the position) to push's batch writer. When the
+    writer fails in its savepoint, nothing of push was written and the after-commit pass
+    records the event; had the statement moved the position, the event would be lost."""
+    delivery = FailingTwice(pushes_for(database, clock))
+    room_id, push = await room_with_bob(rooms, database, clock, delivery=delivery)
+    delivery.failures = 0
+    await send(rooms, ALICE, room_id, "the position is known after this")
+    async with database.transaction() as conn:
+        await PusherStore().upsert(conn, PusherRow(BOB, "app", "key", "http", "App", "Phone",
+                                                   None, "en", {"url": "https://x"}, None, 0))
+    # PostgreSQL runs the writers without a savepoint first, then again in one.
+    delivery.failures = 2 if engine == "postgres" else 1
+    event_id = await send(rooms, ALICE, room_id, "queued for a phone")
+    await push.drained()
+    assert delivery.failures == 0
+    notified = {r["event_id"] for r in await database.fetch(
+        "SELECT event_id FROM notifications WHERE user_id = $1", BOB)}
+    assert event_id in notified
+    assert await NotificationStore().counts(database, BOB) == {room_id: {"main": (2, 0)}}
     assert await PushPositionStore().evaluated_upto(database) == \
         await current_position(database, "events")

@@ -191,8 +191,9 @@ async def _two_messages(rooms: RoomService, database: Database,
 async def test_search_entries_ride_the_timeline_statement(
         database: Database, clock: FakeClock) -> None:
     """With the search position right behind the batch, its entries are written with
-    the events' positions, the position moves past the batch, and an event a stored
-    redaction targets is held back; elsewhere nothing of the index is written."""
+    the events' positions and the position moves past the batch; with the position
+    elsewhere, or a stored redaction targeting one of the events (the indexer decides
+    whether it applies, in its own statement), nothing of the index is written."""
     rooms, room_id = await _room(database, clock)
     async with database.transaction() as conn:
         assert room_batch.search_rides_timeline(conn)
@@ -200,32 +201,42 @@ async def test_search_entries_ride_the_timeline_statement(
     (first, _), (second, _) = rows.events
     last = await current_position(database, "events")
     await database.execute("UPDATE search_position SET indexed_upto = $1", last)
-    await database.execute("INSERT INTO redactions (event_id, redacts, room_id, validated)"
-                           " VALUES ('$r', $1, $2, 1)", second.event_id, room_id)
     search = room_batch.SearchRows([(0, "content.body", "first words"),
                                     (1, "content.body", "second words")])
     async with database.transaction() as conn:
         written = await room_batch.write_timeline(conn, "events", attrs.evolve(rows, search=search))
     assert list(written.orderings) == [last + 1, last + 2]
-    assert written.search == room_batch.SearchWritten(True, [second.event_id])
+    assert written.search is True
     assert await _search_position(database) == last + 2
     assert await _search_rows(database, room_id) == [
         (first.event_id, room_id, "content.body", first.sender, last + 1,
-         first.origin_server_ts, "first words")]
+         first.origin_server_ts, "first words"),
+        (second.event_id, room_id, "content.body", second.sender, last + 2,
+         second.origin_server_ts, "second words")]
     assert await database.fetchval(
         "SELECT vector @@ to_tsquery('english', 'word') FROM event_search WHERE event_id = $1",
         first.event_id)
 
+    # A redaction stored before one of the next batch's events: nothing of the index.
+    rows = await _two_messages(rooms, database, room_id)
+    await database.execute("INSERT INTO redactions (event_id, redacts, room_id, validated)"
+                           " VALUES ('$r', $1, $2, 1)", rows.events[1][0].event_id, room_id)
+    async with database.transaction() as conn:
+        written = await room_batch.write_timeline(conn, "events", attrs.evolve(
+            rows, search=room_batch.SearchRows([(0, "content.body", "not here")])))
+    assert written.search is False
+    assert list(written.orderings) == [last + 3, last + 4]
+    assert await _search_position(database) == last + 2
+
     # The position is not right behind the next batch: its events alone are written.
-    await database.execute("UPDATE search_position SET indexed_upto = $1", last + 1)
     rows = await _two_messages(rooms, database, room_id)
     async with database.transaction() as conn:
         written = await room_batch.write_timeline(conn, "events", attrs.evolve(
             rows, search=room_batch.SearchRows([(1, "content.body", "not indexed")])))
-    assert written.search == room_batch.SearchWritten(False, [])
-    assert list(written.orderings) == [last + 3, last + 4]
-    assert await _search_position(database) == last + 1
-    assert len(await _search_rows(database, room_id)) == 1
+    assert written.search is False
+    assert list(written.orderings) == [last + 5, last + 6]
+    assert await _search_position(database) == last + 2
+    assert len(await _search_rows(database, room_id)) == 2
 
 
 @pytest.mark.parametrize("engine", ["postgres"])
