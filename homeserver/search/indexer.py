@@ -137,11 +137,10 @@ class SearchIndexer:
         outcome is left to act on."""
         if not events:
             return None
-        rode = events[0].search
-        if rode is None or any(e.search is not rode for e in events):
-            held_back = await self._advance_and_insert(conn, events)
+        if all(e.search for e in events):
+            held_back: list[str] | None = []  # the statement that wrote them indexed them
         else:
-            held_back = list(rode.held_back) if rode.advanced else None
+            held_back = await self._advance_and_insert(conn, events)
         if held_back is None:
             self._known_position = None
             return None
