@@ -217,25 +217,23 @@ async def test_search_entries_ride_the_timeline_statement(
         "SELECT vector @@ to_tsquery('english', 'word') FROM event_search WHERE event_id = $1",
         first.event_id)
 
+    async def unindexed(rows: room_batch.TimelineRows, entry: tuple[int, str, str]) -> range:
+        """Write `rows` with `entry`, which must not be written: the batch's positions."""
+        async with database.transaction() as conn:
+            written = await room_batch.write_timeline(conn, "events", attrs.evolve(
+                rows, search=room_batch.SearchRows([entry])))
+        assert written.search is False
+        assert await _search_position(database) == last + 2
+        return written.orderings
+
     # A redaction stored before one of the next batch's events: nothing of the index.
     rows = await _two_messages(rooms, database, room_id)
     await database.execute("INSERT INTO redactions (event_id, redacts, room_id, validated)"
                            " VALUES ('$r', $1, $2, 1)", rows.events[1][0].event_id, room_id)
-    async with database.transaction() as conn:
-        written = await room_batch.write_timeline(conn, "events", attrs.evolve(
-            rows, search=room_batch.SearchRows([(0, "content.body", "not here")])))
-    assert written.search is False
-    assert list(written.orderings) == [last + 3, last + 4]
-    assert await _search_position(database) == last + 2
-
+    assert list(await unindexed(rows, (0, "content.body", "not here"))) == [last + 3, last + 4]
     # The position is not right behind the next batch: its events alone are written.
     rows = await _two_messages(rooms, database, room_id)
-    async with database.transaction() as conn:
-        written = await room_batch.write_timeline(conn, "events", attrs.evolve(
-            rows, search=room_batch.SearchRows([(1, "content.body", "not indexed")])))
-    assert written.search is False
-    assert list(written.orderings) == [last + 5, last + 6]
-    assert await _search_position(database) == last + 2
+    assert list(await unindexed(rows, (1, "content.body", "not indexed"))) == [last + 5, last + 6]
     assert len(await _search_rows(database, room_id)) == 2
 
 
