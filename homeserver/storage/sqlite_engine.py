@@ -205,7 +205,9 @@ class SqliteDatabase(Database):
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint_thread: ThreadPoolExecutor | None = None
         self._checkpoint_running: asyncio.Future[None] | None = None
-        self._last_checkpoint = 0.0
+        # -inf: the first commit may start one whatever the loop clock reads (it counts
+        # from boot: within CHECKPOINT_INTERVAL_S of it, 0.0 would hold the first back).
+        self._last_checkpoint = float("-inf")
 
     async def open(self) -> None:
         _check_directory(self.path)
