@@ -279,12 +279,15 @@ class TimelineWritten:
     `positions` is for waking /sync without reading the positions again: once the
     caller's transaction commits, nothing at or below any of them is uncommitted (each
     stream's counter row is locked from a writer's bump to its commit, so positions
-    commit in order). None when it cannot say that: on SQLite (where reading them is
-    cheaper than carrying them), and when another writer of `stream` committed between
-    the statement's snapshot and its own bump (the statement waited for that writer's
-    lock), since that writer's other streams' positions may then be missing from the
-    snapshot. Positions the caller's transaction takes after this statement are not in
-    it either: the caller must know it takes none."""
+    commit in order; SQLite has one writer). On SQLite they are read in the writer's
+    transaction after the write: not to save the read, but so that a woken /sync has its
+    token at once instead of scheduling a read of its own, and computes its answer
+    before the loop goes on to other work (the idle send's response, under load the next
+    batch). None when another writer of `stream` committed between the PostgreSQL
+    statement's snapshot and its own bump (the statement waited for that writer's lock),
+    since that writer's other streams' positions may then be missing from the snapshot.
+    Positions the caller's transaction takes after this statement are not in it either:
+    the caller must know it takes none."""
 
     orderings: range
     positions: dict[str, int] | None
@@ -348,7 +351,12 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
     if not is_postgres(conn):
         if expect is not None and not await _head_holds_sqlite(conn, rows.room_id, expect, rows.txns):
             raise StaleHead(rows.room_id)
-        return TimelineWritten(await _write_timeline_sqlite(conn, stream, rows, pdus), None)
+        orderings = await _write_timeline_sqlite(conn, stream, rows, pdus)
+        # One writer: what is read here was taken by this transaction or committed
+        # before it, so once it commits nothing at or below these positions is
+        # uncommitted (later group-commit members' positions are missing: harmless,
+        # they notify their own).
+        return TimelineWritten(orderings, await streams.all_positions(conn))
     search = rows.search
     entries = search.entries if search is not None else ()
     push = rows.push

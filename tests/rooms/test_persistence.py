@@ -524,10 +524,10 @@ async def test_two_processes_sending_to_one_room(rooms: RoomService, database: D
 
 
 async def test_a_batch_of_messages_carries_the_committed_stream_positions(
-        rooms: RoomService, database: Database, engine: str) -> None:
-    """On PostgreSQL a batch of timeline events hands its syncs every stream's position
-    (what they would read once it committed); a batch that also persists a state event
-    takes positions on its own path and hands none, and SQLite hands none."""
+        rooms: RoomService, database: Database) -> None:
+    """A batch of timeline events hands its syncs every stream's position (what they
+    would read once it committed); a batch that also persists a state event takes
+    positions on its own path and hands none."""
     room_id = await make_room(rooms)
 
     def message(body: str) -> object:
@@ -539,15 +539,12 @@ async def test_a_batch_of_messages_carries_the_committed_stream_positions(
         committed = await streams.all_positions(conn)
     for persisted in messages:
         assert isinstance(persisted, PersistedEvent)
-        if engine != "postgres":
-            assert persisted.stream_positions is None
-            continue
         # Each batch's: its own last event on the events stream, the rest as they are.
         positions = persisted.stream_positions
         assert positions is not None and positions["events"] >= persisted.stream_ordering
         assert {**positions, "events": committed["events"]} == committed
     last = max(messages, key=lambda p: p.stream_ordering)  # type: ignore[union-attr]
-    assert last.stream_positions == (committed if engine == "postgres" else None)  # type: ignore[union-attr]
+    assert last.stream_positions == committed  # type: ignore[union-attr]
     mixed = await asyncio.gather(
         message("a"), message("b"),
         rooms.persister.send({"type": "m.room.topic", "room_id": room_id, "sender": ALICE,

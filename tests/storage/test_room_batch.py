@@ -55,7 +55,7 @@ async def test_head_reads_the_room_its_extremities_and_used_transaction_ids(
 
 
 async def test_timeline_rows_with_several_events_and_extremities(
-        database: Database, clock: FakeClock, engine: str) -> None:
+        database: Database, clock: FakeClock) -> None:
     """Two events replacing two of three extremities, with edges, auth edges, state rows
     and transaction IDs, numbered from the stream."""
     rooms, room_id = await _room(database, clock)
@@ -83,8 +83,8 @@ async def test_timeline_rows_with_several_events_and_extremities(
     assert list(orderings) == [position + 1, position + 2]
     async with database.connection() as conn:
         committed = await streams.all_positions(conn)
-    # PostgreSQL: every stream's position comes with the write, as they are once committed.
-    assert written.positions == (committed if engine == "postgres" else None)
+    # Every stream's position comes with the write, as they are once committed.
+    assert written.positions == committed
     async with database.connection() as conn:
         extremities = await conn.fetch(
             "SELECT event_id FROM forward_extremities WHERE room_id = $1", room_id)
