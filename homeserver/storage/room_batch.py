@@ -354,8 +354,9 @@ async def write_timeline(conn: Connection, stream: str, rows: TimelineRows) -> T
         orderings = await _write_timeline_sqlite(conn, stream, rows, pdus)
         # One writer: what is read here was taken by this transaction or committed
         # before it, so once it commits nothing at or below these positions is
-        # uncommitted (later group-commit members' positions are missing: harmless,
-        # they notify their own).
+        # uncommitted. Later group-commit members' positions are missing: those they
+        # notify come in through the notifier's own positions, and one that is notified
+        # before this batch makes the notifier drop this token (Notifier.deliver).
         return TimelineWritten(orderings, await streams.all_positions(conn))
     search = rows.search
     entries = search.entries if search is not None else ()

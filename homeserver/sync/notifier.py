@@ -40,7 +40,7 @@ class Notification:
     users: frozenset[str] = frozenset()
     rooms: frozenset[str] = frozenset()
     # Every stream's position, all committed (none uncommitted at or below them), when
-    # the writer knows them (a room batch on PostgreSQL): see `Notifier.committed_token`.
+    # the writer knows them (a room batch of messages): see `Notifier.committed_token`.
     token: SyncToken | None = None
 
 
@@ -163,9 +163,15 @@ class Notifier:
         """Wake local waiters for a notification (local, or from another process)."""
         if n.stream not in STREAMS:
             raise ValueError(f"unknown stream {n.stream!r}")
-        if n.position > self._notified.get(n.stream, 0):
+        notified = self._notified.get(n.stream, 0)
+        # A token behind what was already notified on its own stream was read before
+        # that write committed, and says nothing of what else that write's transaction
+        # did without notifying (see committed_token): SQLite's group commit can notify
+        # a membership that joined a batch's transaction before the batch itself.
+        token = n.token if n.token is None or n.token[n.stream] >= notified else None
+        if n.position > notified:
             self._notified[n.stream] = n.position
-        self._latest_token = n.token
+        self._latest_token = token
         if n.stream == EVENTS:
             for room_id in n.rooms:
                 self.room_states.seen(room_id, n.position)
@@ -191,16 +197,19 @@ class Notifier:
         """A token with nothing uncommitted at or below it, and no older than what has
         been notified, without reading the database; None if it cannot be had that way.
 
-        Known only while the latest notification carried a token (a room batch on
-        PostgreSQL, whose timeline statement saw every stream's position). Merged with
-        the highest position notified on each stream, it covers what was committed
-        before that statement and everything notified since, by the contract above
-        (notify only once committed). What it can miss is a write committed after that
-        statement that never notifies: the one such writer, the device-list change a
+        Known only while the latest notification carried a token (a room batch of
+        messages, whose write saw every stream's position: room_batch.TimelineWritten).
+        Merged with the highest position notified on each stream, it covers what was
+        committed before that write and everything notified since, by the contract
+        above (notify only once committed). What it can miss is a write committed after
+        that write that never notifies: the one such writer, the device-list change a
         membership records, commits with a membership event, whose own notification
-        carries no token (it is a state event), so the next read goes to the database;
-        and a membership committed while the statement waited for the events stream
-        makes the batch carry no token at all (room_batch.TimelineWritten)."""
+        carries no token (it is a state event), so the next read goes to the database.
+        If that membership is notified first (on SQLite it may have joined the batch's
+        transaction, group commit, and be answered first), the batch's token arrives
+        behind the events position already notified and is not taken (`deliver`); and a
+        membership committed while the PostgreSQL statement waited for the events stream
+        makes the batch carry no token at all."""
         if self._latest_token is None:
             return None
         return self._latest_token.merge_max(SyncToken(dict(self._notified)))

@@ -141,3 +141,18 @@ def test_committed_token_only_while_the_latest_notification_carried_one() -> Non
     n.deliver(Notification("events", 21, rooms=frozenset({"!r:x"}),
                            token=SyncToken({"events": 21})))
     assert n.committed_token() == SyncToken({"events": 21, "receipts": 9, "to_device": 2})
+
+
+def test_a_token_behind_what_its_stream_already_notified_is_not_taken() -> None:
+    """SQLite's group commit: Bob's join joined the transaction of a batch of messages
+    after the batch read its positions (so its device-list position, which is never
+    notified, is not in the batch's token), and is notified first."""
+    n = Notifier()
+    n.notify_room_event("!r1:x", 20, member="@bob:x")  # the join: events 20, no token
+    batch = SyncToken({"events": 19, "device_lists": 3})  # read before the join's bump to 4
+    n.notify_room_event("!r2:x", 18, token=batch)
+    n.notify_room_event("!r2:x", 19, token=batch)
+    assert n.committed_token() is None  # so the next sync reads device_lists at 4
+    # In order, the next batch's token is taken again.
+    n.notify_room_event("!r2:x", 21, token=SyncToken({"events": 21, "device_lists": 4}))
+    assert n.committed_token() == SyncToken({"events": 21, "device_lists": 4})
